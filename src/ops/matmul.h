@@ -1,0 +1,24 @@
+// y = x · Wᵀ for a weight matrix stored row-major in any supported type.
+#pragma once
+
+#include <cstdint>
+
+#include "core/ggml_type.h"
+#include "core/thread_pool.h"
+
+namespace parallama {
+
+// A view of a 2-D weight: n_rows rows of n_cols elements, row stride row_size(type, n_cols).
+struct WeightView {
+  const void* data = nullptr;  // [n_rows, n_cols] in `type`
+  GgmlType type = GgmlType::F32;
+  int64_t n_rows = 0;  // output features
+  int64_t n_cols = 0;  // input features
+};
+
+// x: [n_tok, W.n_cols] f32 (row stride W.n_cols); y: [n_tok, W.n_rows] f32 (row stride W.n_rows).
+// Activations are quantized once per row; work is split over rows of W so each
+// thread streams a contiguous slice of the weights.
+void matmul(const WeightView& W, const float* x, int64_t n_tok, float* y, ThreadPool& pool);
+
+}  // namespace parallama

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set-up and the whole test suite: install packages, fetch the default model,
+# build Release and run CTest; build ASan/UBSan and run the unit tests under it;
+# build the GGUF fuzzer and run it briefly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=$(nproc)
+./scripts/install_deps.sh
+./scripts/fetch_model.sh
+
+echo "== Release build and tests" >&2
+cmake --preset release >/dev/null
+cmake --build --preset release -j"$JOBS"
+ctest --preset release -j"$JOBS"
+
+echo "== ASan/UBSan build and unit tests" >&2
+cmake --preset asan >/dev/null
+cmake --build --preset asan -j"$JOBS"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --preset asan -j"$JOBS" -LE slow
+
+echo "== GGUF fuzzer (${FUZZ_SECONDS:-60}s)" >&2
+./scripts/fuzz_gguf.sh "${FUZZ_SECONDS:-60}"
+echo "all tests passed" >&2

@@ -1,0 +1,166 @@
+#include "engine/engine.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include "core/check.h"
+
+namespace parallama {
+
+std::string default_model_path() {
+  if (const char* p = std::getenv("PARALLAMA_MODEL"); p && *p) return p;
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : "/root") +
+         "/.cache/parallama/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Touches every page of the tensor data so the first token does not pay for
+// page faults, drawing a progress bar when asked.
+void prefault(const GgufFile& f, bool progress) {
+  uint64_t total = 0, done = 0;
+  for (const auto& t : f.tensors()) total += t.n_bytes;
+  volatile uint8_t sink = 0;
+  int last = -1;
+  for (const auto& t : f.tensors()) {
+    const uint8_t* p = f.tensor_data(t);
+    for (uint64_t off = 0; off < t.n_bytes; off += 4096) sink = sink + p[off];
+    done += t.n_bytes;
+    const int pct = total ? static_cast<int>(100 * done / total) : 100;
+    if (progress && pct != last) {
+      last = pct;
+      const int w = 40, fill = pct * w / 100;
+      std::fprintf(stderr, "\rloading %-40.*s %3d%% (%.0f MiB)", fill,
+                   "########################################", pct, done / 1048576.0);
+      (void)w;
+    }
+  }
+  if (progress) std::fprintf(stderr, "\n");
+}
+
+}  // namespace
+
+std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOptions& opt) {
+  std::unique_ptr<Engine> e(new Engine());
+  e->file_ = GgufFile::open(path);
+  const ModelConfig cfg = ModelConfig::from_gguf(*e->file_);
+  e->tokenizer_ = Tokenizer::from_gguf(*e->file_);
+  if (e->tokenizer_->n_vocab() != cfg.n_vocab)
+    PL_THROW(path << ": tokenizer has " << e->tokenizer_->n_vocab()
+                  << " tokens but token_embd has " << cfg.n_vocab << " rows");
+  e->model_ = std::make_unique<LlamaModel>(*e->file_, cfg);
+  prefault(*e->file_, opt.progress);
+  if (opt.n_ctx <= 0 || opt.block_size <= 0)
+    PL_THROW("context size and block size must be positive (got " << opt.n_ctx << ", "
+                                                                   << opt.block_size << ")");
+  const int32_t n_blocks = (opt.n_ctx + opt.block_size - 1) / opt.block_size;
+  e->kv_ = std::make_unique<KvCache>(e->model_->kv_shape(n_blocks, opt.block_size));
+  int threads = opt.threads;
+  if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  e->pool_ = std::make_unique<ThreadPool>(threads);
+  return e;
+}
+
+std::vector<GenerateResult> Engine::generate(const std::vector<GenerateRequest>& reqs,
+                                             GenerateStats* stats,
+                                             const std::function<void(size_t, int32_t)>& on_token) {
+  const size_t n = reqs.size();
+  std::vector<GenerateResult> res(n);
+  std::vector<std::vector<int32_t>> tables(n);
+  std::vector<std::vector<int32_t>> history(n);
+  std::vector<Sampler> samplers;
+  std::vector<bool> live(n, true);
+  std::vector<int32_t> n_past(n, 0), next(n, -1);
+  const int32_t n_vocab = config().n_vocab;
+  BlockAllocator& alloc = kv_->allocator();
+  // Blocks go back to the pool whatever happens.
+  struct Release {
+    BlockAllocator& a;
+    std::vector<std::vector<int32_t>>& t;
+    ~Release() {
+      for (auto& x : t) a.release(x);
+    }
+  } release{alloc, tables};
+
+  for (size_t i = 0; i < n; ++i) {
+    if (reqs[i].prompt.empty()) PL_THROW("request " << i << " has an empty prompt");
+    samplers.emplace_back(reqs[i].sampling, n_vocab);
+    history[i] = reqs[i].prompt;
+    const int32_t need = static_cast<int32_t>(reqs[i].prompt.size()) + reqs[i].max_tokens;
+    if (!alloc.reserve(tables[i], need, kv_->block_size()))
+      PL_THROW("KV cache too small: request " << i << " needs " << need << " tokens, "
+                                              << alloc.n_free() * kv_->block_size()
+                                              << " free (raise --ctx)");
+  }
+
+  std::vector<float> logits;
+  Batch batch;
+  auto consume = [&](const std::vector<size_t>& order) {
+    for (size_t r = 0; r < order.size(); ++r) {
+      const size_t i = order[r];
+      const int32_t tok = samplers[i].sample(logits.data() + r * n_vocab, history[i]);
+      res[i].tokens.push_back(tok);
+      history[i].push_back(tok);
+      next[i] = tok;
+      if (on_token) on_token(i, tok);
+      if (reqs[i].stop_at_eog && tokenizer_->is_eog(tok)) {
+        live[i] = false;
+        res[i].finish_reason = "stop";
+      } else if (static_cast<int32_t>(res[i].tokens.size()) >= reqs[i].max_tokens) {
+        live[i] = false;
+        res[i].finish_reason = "length";
+      }
+    }
+  };
+
+  // Prefill: every prompt in one batch.
+  double t0 = now_s();
+  std::vector<size_t> order;
+  for (size_t i = 0; i < n; ++i) {
+    if (reqs[i].max_tokens <= 0) {
+      live[i] = false;
+      res[i].finish_reason = "length";
+      continue;
+    }
+    const auto& p = reqs[i].prompt;
+    batch.add_seq(p.data(), static_cast<int32_t>(p.size()), 0, &tables[i]);
+    n_past[i] = static_cast<int32_t>(p.size());
+    order.push_back(i);
+    if (stats) stats->prompt_tokens += static_cast<int64_t>(p.size());
+  }
+  if (!order.empty()) {
+    model_->forward(batch, *kv_, logits, *pool_);
+    consume(order);
+  }
+  double t1 = now_s();
+  if (stats) stats->prompt_s += t1 - t0;
+
+  // Decode: one token per live sequence per step.
+  for (;;) {
+    batch.clear();
+    order.clear();
+    for (size_t i = 0; i < n; ++i) {
+      if (!live[i]) continue;
+      batch.add_seq(&next[i], 1, n_past[i], &tables[i]);
+      ++n_past[i];
+      order.push_back(i);
+    }
+    if (order.empty()) break;
+    model_->forward(batch, *kv_, logits, *pool_);
+    if (stats) stats->decode_tokens += static_cast<int64_t>(order.size());
+    consume(order);
+  }
+  if (stats) stats->decode_s += now_s() - t1;
+  return res;
+}
+
+}  // namespace parallama

@@ -1,0 +1,77 @@
+// A loaded model ready to generate: GGUF mapping, tokenizer, weights, paged KV
+// cache and thread pool. Runs several requests as one batch: one prefill
+// batch for all prompts, then one decode batch per step for the live ones.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "gguf/gguf_file.h"
+#include "model/llama.h"
+#include "runtime/kv_cache.h"
+#include "runtime/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace parallama {
+
+struct EngineOptions {
+  int threads = 0;          // 0: all cores
+  int32_t n_ctx = 4096;     // KV capacity in tokens, shared by all sequences
+  int32_t block_size = 16;  // tokens per KV block
+  bool progress = false;    // draw a loading bar on stderr
+};
+
+struct GenerateRequest {
+  std::vector<int32_t> prompt;  // token ids
+  int32_t max_tokens = 32;
+  SamplingParams sampling;
+  bool stop_at_eog = true;      // end at the tokenizer's end-of-generation tokens
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;  // generated ids
+  std::string finish_reason;    // "length" or "stop"
+};
+
+struct GenerateStats {
+  int64_t prompt_tokens = 0;
+  int64_t decode_tokens = 0;
+  double prompt_s = 0;   // wall time of prefill
+  double decode_s = 0;   // wall time of decode steps
+};
+
+class Engine {
+ public:
+  static std::unique_ptr<Engine> load(const std::string& model_path, const EngineOptions& opt);
+
+  const GgufFile& file() const { return *file_; }
+  const ModelConfig& config() const { return model_->config(); }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  int threads() const { return pool_->size(); }
+
+  // on_token(request index, token id) is called as tokens are produced.
+  std::vector<GenerateResult> generate(const std::vector<GenerateRequest>& reqs,
+                                       GenerateStats* stats = nullptr,
+                                       const std::function<void(size_t, int32_t)>& on_token = {});
+
+  // Raw access for benchmarks and tests.
+  LlamaModel& model() { return *model_; }
+  KvCache& kv() { return *kv_; }
+  ThreadPool& pool() { return *pool_; }
+
+ private:
+  Engine() = default;
+  std::unique_ptr<GgufFile> file_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<LlamaModel> model_;
+  std::unique_ptr<KvCache> kv_;
+  std::unique_ptr<ThreadPool> pool_;
+};
+
+// Default model location: $PARALLAMA_MODEL, else ~/.cache/parallama/models/SmolLM2-135M-Instruct.Q4_1.gguf.
+std::string default_model_path();
+
+}  // namespace parallama

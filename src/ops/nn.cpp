@@ -1,0 +1,75 @@
+#include "ops/nn.h"
+
+#include <cmath>
+
+#include "core/cpu_isa.h"
+
+namespace parallama {
+
+#define NN_DECLARE(ns)                                                                   \
+  namespace ns {                                                                         \
+  void rms_norm(const float*, const float*, float*, int64_t, float);                     \
+  void silu_mul(const float*, const float*, float*, int64_t);                            \
+  void add_inplace(float*, const float*, int64_t);                                       \
+  void attend(const float*, int32_t, const PagedKv&, int32_t, float, float*, float*);    \
+  }
+NN_DECLARE(nn_generic)
+NN_DECLARE(nn_avx512)
+#undef NN_DECLARE
+
+namespace {
+struct NnTable {
+  void (*rms_norm)(const float*, const float*, float*, int64_t, float);
+  void (*silu_mul)(const float*, const float*, float*, int64_t);
+  void (*add_inplace)(float*, const float*, int64_t);
+  void (*attend)(const float*, int32_t, const PagedKv&, int32_t, float, float*, float*);
+};
+
+const NnTable& table() {
+  static const NnTable t = active_cpu_isa() >= CpuIsa::AVX512
+      ? NnTable{nn_avx512::rms_norm, nn_avx512::silu_mul, nn_avx512::add_inplace, nn_avx512::attend}
+      : NnTable{nn_generic::rms_norm, nn_generic::silu_mul, nn_generic::add_inplace,
+                nn_generic::attend};
+  return t;
+}
+}  // namespace
+
+namespace nn {
+
+void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
+  table().rms_norm(x, w, y, n, eps);
+}
+void silu_mul(const float* g, const float* u, float* out, int64_t n) { table().silu_mul(g, u, out, n); }
+void add_inplace(float* y, const float* x, int64_t n) { table().add_inplace(y, x, n); }
+void attend(const float* q, int32_t n_q, const PagedKv& kv, int32_t n_ctx, float scale, float* out,
+            float* scratch) {
+  table().attend(q, n_q, kv, n_ctx, scale, out, scratch);
+}
+
+// RoPE is cheap (n_rot/2 sin/cos per head and token): kept scalar. The angle
+// for pair i is pos * freq_scale * base^(-2i/n_rot) / freq_factors[i].
+void rope(float* x, int32_t n_heads, int32_t head_dim, int32_t pos, const RopeParams& p) {
+  const int32_t half = p.n_rot / 2;
+  float cs[512], sn[512];
+  const float theta_scale = std::pow(p.freq_base, -2.0f / static_cast<float>(p.n_rot));
+  float theta = static_cast<float>(pos) * p.freq_scale;
+  for (int32_t i = 0; i < half && i < 512; ++i) {
+    const float t = p.freq_factors ? theta / p.freq_factors[i] : theta;
+    cs[i] = std::cos(t);
+    sn[i] = std::sin(t);
+    theta *= theta_scale;
+  }
+  for (int32_t h = 0; h < n_heads; ++h) {
+    float* v = x + static_cast<int64_t>(h) * head_dim;
+    for (int32_t i = 0; i < half; ++i) {
+      const int32_t a = p.type == RopeType::NORM ? 2 * i : i;
+      const int32_t b = p.type == RopeType::NORM ? 2 * i + 1 : i + half;
+      const float x0 = v[a], x1 = v[b];
+      v[a] = x0 * cs[i] - x1 * sn[i];
+      v[b] = x0 * sn[i] + x1 * cs[i];
+    }
+  }
+}
+
+}  // namespace nn
+}  // namespace parallama

@@ -1,0 +1,2 @@
+#define NN_NS nn_generic
+#include "ops/nn_kernels.inc"

@@ -1,0 +1,68 @@
+// Paged KV cache: fixed-size blocks from one pool, shared by all sequences.
+// A sequence owns a block table (list of block ids); token at position p lives
+// in block table[p / block_size] at slot p % block_size. Sequences of any
+// length share the pool without copies; freeing returns blocks to the pool.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace parallama {
+
+// Free-list allocator of block ids; pure bookkeeping, no tensor memory.
+class BlockAllocator {
+ public:
+  explicit BlockAllocator(int32_t n_blocks);
+  int32_t n_blocks() const { return n_blocks_; }
+  int32_t n_free() const { return static_cast<int32_t>(free_.size()); }
+  // Grows `table` to cover n_tokens; returns false (leaving it unchanged) if the pool is short.
+  bool reserve(std::vector<int32_t>& table, int32_t n_tokens, int32_t block_size);
+  void release(std::vector<int32_t>& table);  // returns all blocks, clears the table
+
+ private:
+  int32_t n_blocks_;
+  std::vector<int32_t> free_;  // stack of free ids
+  std::vector<uint8_t> used_;  // [n_blocks] guards against double free
+};
+
+struct KvCacheShape {
+  int32_t n_layers = 0;
+  int32_t n_blocks = 0;
+  int32_t block_size = 16;
+  int32_t n_kv_heads = 0;  // heads held by this rank
+  int32_t head_dim = 0;
+};
+
+// Tensor storage for K and V of every layer.
+class KvCache {
+ public:
+  explicit KvCache(const KvCacheShape& shape);
+  const KvCacheShape& shape() const { return shape_; }
+  BlockAllocator& allocator() { return alloc_; }
+  int32_t block_size() const { return shape_.block_size; }
+
+  // Per layer: [n_blocks, n_kv_heads, block_size, head_dim] f32, so one head's
+  // keys within a block are contiguous for the attention loop.
+  float* k(int32_t layer, int32_t block, int32_t head) {
+    return k_.data() + offset(layer, block, head);
+  }
+  float* v(int32_t layer, int32_t block, int32_t head) {
+    return v_.data() + offset(layer, block, head);
+  }
+  size_t bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
+
+ private:
+  size_t offset(int32_t layer, int32_t block, int32_t head) const {
+    const size_t per_head = static_cast<size_t>(shape_.block_size) * shape_.head_dim;
+    const size_t per_block = per_head * shape_.n_kv_heads;
+    const size_t per_layer = per_block * shape_.n_blocks;
+    return layer * per_layer + block * per_block + head * per_head;
+  }
+  KvCacheShape shape_;
+  BlockAllocator alloc_;
+  std::vector<float> k_;  // [n_layers, n_blocks, n_kv_heads, block_size, head_dim]
+  std::vector<float> v_;  // same
+};
+
+}  // namespace parallama

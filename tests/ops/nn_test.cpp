@@ -1,0 +1,103 @@
+// ops/nn kernels against scalar references written out here.
+#include "ops/nn.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+using namespace parallama;
+
+namespace {
+std::vector<float> rnd(size_t n, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> d(-1.f, 1.f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+}  // namespace
+
+TEST(Nn, RmsNorm) {
+  for (int n : {1, 7, 64, 576, 1000}) {
+    auto x = rnd(n, n), w = rnd(n, n + 1);
+    std::vector<float> y(n);
+    nn::rms_norm(x.data(), w.data(), y.data(), n, 1e-5f);
+    double ss = 0;
+    for (float v : x) ss += double(v) * v;
+    const double inv = 1.0 / std::sqrt(ss / n + 1e-5);
+    for (int i = 0; i < n; ++i) EXPECT_NEAR(y[i], x[i] * inv * w[i], 1e-5) << n << " " << i;
+  }
+}
+
+TEST(Nn, SiluMul) {
+  auto g = rnd(333, 1), u = rnd(333, 2);
+  std::vector<float> o(333);
+  nn::silu_mul(g.data(), u.data(), o.data(), 333);
+  for (int i = 0; i < 333; ++i)
+    EXPECT_NEAR(o[i], g[i] / (1.0 + std::exp(-double(g[i]))) * u[i], 1e-6);
+}
+
+// RoPE NORM and NEOX: the rotation angle of pair i at position p is
+// p * base^(-2i/n_rot); pairs are (2i, 2i+1) for NORM and (i, i+n_rot/2) for NEOX.
+TEST(Nn, RopeBothOrderings) {
+  const int hd = 16, nh = 3, pos = 7;
+  for (RopeType type : {RopeType::NORM, RopeType::NEOX}) {
+    RopeParams p;
+    p.type = type;
+    p.n_rot = 12;  // partial rotation: last 4 dims untouched
+    p.freq_base = 10000.f;
+    auto x = rnd(hd * nh, 5);
+    auto y = x;
+    nn::rope(y.data(), nh, hd, pos, p);
+    for (int h = 0; h < nh; ++h) {
+      for (int i = 0; i < p.n_rot / 2; ++i) {
+        const double th = pos * std::pow(10000.0, -2.0 * i / p.n_rot);
+        const int a = type == RopeType::NORM ? 2 * i : i;
+        const int b = type == RopeType::NORM ? 2 * i + 1 : i + p.n_rot / 2;
+        const double x0 = x[h * hd + a], x1 = x[h * hd + b];
+        EXPECT_NEAR(y[h * hd + a], x0 * std::cos(th) - x1 * std::sin(th), 1e-5);
+        EXPECT_NEAR(y[h * hd + b], x0 * std::sin(th) + x1 * std::cos(th), 1e-5);
+      }
+      for (int d = p.n_rot; d < hd; ++d) EXPECT_EQ(y[h * hd + d], x[h * hd + d]);
+    }
+  }
+}
+
+// Paged attention equals softmax(q·Kᵀ·scale)·V computed over a contiguous copy.
+TEST(Nn, PagedAttentionMatchesDense) {
+  const int hd = 24, bs = 4, n_q = 3;
+  for (int n_ctx : {1, 3, 4, 5, 13}) {
+    const int n_blk = (n_ctx + bs - 1) / bs;
+    std::vector<std::vector<float>> kb(n_blk), vb(n_blk);
+    std::vector<const float*> kp(n_blk), vp(n_blk);
+    for (int b = 0; b < n_blk; ++b) {
+      kb[b] = rnd(bs * hd, 100 + b);
+      vb[b] = rnd(bs * hd, 200 + b);
+      kp[b] = kb[b].data();
+      vp[b] = vb[b].data();
+    }
+    auto q = rnd(n_q * hd, 9);
+    std::vector<float> out(n_q * hd), scratch(n_ctx);
+    PagedKv kv{kp.data(), vp.data(), bs, hd};
+    const float scale = 0.3f;
+    nn::attend(q.data(), n_q, kv, n_ctx, scale, out.data(), scratch.data());
+    for (int h = 0; h < n_q; ++h) {
+      std::vector<double> s(n_ctx);
+      double mx = -1e30, sum = 0;
+      for (int p = 0; p < n_ctx; ++p) {
+        double d = 0;
+        for (int i = 0; i < hd; ++i) d += q[h * hd + i] * kb[p / bs][(p % bs) * hd + i];
+        s[p] = d * scale;
+        mx = std::max(mx, s[p]);
+      }
+      for (auto& v : s) sum += (v = std::exp(v - mx));
+      for (int i = 0; i < hd; ++i) {
+        double o = 0;
+        for (int p = 0; p < n_ctx; ++p) o += s[p] / sum * vb[p / bs][(p % bs) * hd + i];
+        EXPECT_NEAR(out[h * hd + i], o, 1e-5) << n_ctx << " " << h << " " << i;
+      }
+    }
+  }
+}

@@ -1,0 +1,53 @@
+#include "runtime/kv_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "core/check.h"
+
+using namespace parallama;
+
+TEST(BlockAllocator, ReservesWholeBlocksAndReleases) {
+  BlockAllocator a(8);
+  std::vector<int32_t> t1, t2;
+  ASSERT_TRUE(a.reserve(t1, 17, 16));  // 17 tokens need 2 blocks of 16
+  EXPECT_EQ(t1.size(), 2u);
+  ASSERT_TRUE(a.reserve(t1, 32, 16));  // still 2
+  EXPECT_EQ(t1.size(), 2u);
+  ASSERT_TRUE(a.reserve(t2, 5 * 16, 16));
+  EXPECT_EQ(a.n_free(), 1);
+  std::set<int32_t> all(t1.begin(), t1.end());
+  all.insert(t2.begin(), t2.end());
+  EXPECT_EQ(all.size(), 7u);  // no block handed out twice
+  std::vector<int32_t> t3;
+  EXPECT_FALSE(a.reserve(t3, 33, 16));  // needs 3, only 1 free: refused, unchanged
+  EXPECT_TRUE(t3.empty());
+  EXPECT_EQ(a.n_free(), 1);
+  a.release(t2);
+  EXPECT_TRUE(t2.empty());
+  EXPECT_EQ(a.n_free(), 6);
+  EXPECT_TRUE(a.reserve(t3, 33, 16));
+}
+
+TEST(BlockAllocator, DoubleFreeIsCaught) {
+  BlockAllocator a(2);
+  std::vector<int32_t> t;
+  ASSERT_TRUE(a.reserve(t, 1, 16));
+  std::vector<int32_t> copy = t;
+  a.release(t);
+  EXPECT_THROW(a.release(copy), Error);
+}
+
+TEST(KvCache, SlotsOfDifferentBlocksAndHeadsDoNotOverlap) {
+  KvCacheShape s{2, 3, 4, 2, 8};
+  KvCache kv(s);
+  std::set<const float*> seen;
+  for (int l = 0; l < 2; ++l)
+    for (int b = 0; b < 3; ++b)
+      for (int h = 0; h < 2; ++h) {
+        float* k = kv.k(l, b, h);
+        for (int i = 0; i < 4 * 8; ++i) EXPECT_TRUE(seen.insert(k + i).second);
+      }
+  EXPECT_EQ(kv.bytes(), 2 * seen.size() * sizeof(float));
+}

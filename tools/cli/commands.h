@@ -1,0 +1,16 @@
+// Subcommand registration: each add_* adds its options to `app` and, when the
+// subcommand is chosen, sets `run` to the function that executes it.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace parallama::cli {
+
+void add_generate(CLI::App& app, std::function<int()>& run);
+void add_tokenize(CLI::App& app, std::function<int()>& run);
+void add_info(CLI::App& app, std::function<int()>& run);
+void add_bench(CLI::App& app, std::function<int()>& run);
+void add_synth(CLI::App& app, std::function<int()>& run);
+
+}  // namespace parallama::cli

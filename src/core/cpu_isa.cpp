@@ -3,6 +3,8 @@
 
 #include <cpuid.h>
 
+#include <cstdint>
+
 #include <cstdlib>
 #include <cstring>
 

@@ -1,4 +1,5 @@
 // Front end of quant.h: one kernel table per ISA, built once; calls are a table lookup.
+#include <algorithm>
 #include <array>
 #include <mutex>
 

@@ -81,6 +81,9 @@ const float* Sampler::apply_penalties(const float* logits, std::span<const int32
   size_t n = history.size();
   if (params_.repeat_last_n >= 0) n = std::min(n, static_cast<size_t>(params_.repeat_last_n));
   window_.assign(history.end() - static_cast<std::ptrdiff_t>(n), history.end());
+  for (int32_t t : window_)  // only the window is read, so only it must be in range
+    if (t < 0 || t >= n_vocab_)
+      PL_THROW("sampling: history token " << t << " outside vocab [0, " << n_vocab_ << ")");
   // Sorting the (small) window groups equal ids, giving each distinct token and its count.
   std::sort(window_.begin(), window_.end());
   for (size_t i = 0; i < window_.size();) {
@@ -99,8 +102,6 @@ const float* Sampler::apply_penalties(const float* logits, std::span<const int32
 
 int32_t Sampler::sample(const float* logits, std::span<const int32_t> history) {
   PL_CHECK_MSG(logits != nullptr, "sampling: logits is null");
-  for (int32_t t : history)
-    if (t < 0 || t >= n_vocab_) PL_THROW("sampling: history token " << t << " outside vocab [0, " << n_vocab_ << ")");
 
   const float* l = penalties_active() ? apply_penalties(logits, history) : logits;
   if (params_.temperature <= 0.0f) return argmax(l, n_vocab_);
@@ -162,8 +163,8 @@ void Sampler::truncate_top_p() {
   const double target = static_cast<double>(params_.top_p) * total;
 
   // Rank a growing prefix only as far as needed: usually a few hundred tokens carry the
-  // mass, so most of the 49k vocab is never sorted. Each round selects the next slice with
-  // nth_element (O(n)) and sorts only that slice; everything past `done` ranks below it.
+  // mass, so most of the 49k vocab is never sorted. Each later round selects the next slice
+  // with nth_element (O(n)) and sorts only that slice; everything past `done` ranks below it.
   const size_t n = candidates_.size();
   size_t done = 0;
   size_t chunk = std::min<size_t>(n, 256);
@@ -172,8 +173,13 @@ void Sampler::truncate_top_p() {
     if (!sorted_) {
       const auto first = candidates_.begin() + static_cast<std::ptrdiff_t>(done);
       const auto mid = candidates_.begin() + static_cast<std::ptrdiff_t>(chunk);
-      if (chunk < n) std::nth_element(first, mid, candidates_.end(), ByLogitDesc{});
-      std::sort(first, mid, ByLogitDesc{});
+      if (done == 0) {
+        // First, small slice: a heap scan rejects most tokens with one compare.
+        std::partial_sort(first, mid, candidates_.end(), ByLogitDesc{});
+      } else {
+        if (chunk < n) std::nth_element(first, mid, candidates_.end(), ByLogitDesc{});
+        std::sort(first, mid, ByLogitDesc{});
+      }
     }
     for (size_t i = done; i < chunk; ++i) {
       cum += static_cast<double>(std::exp(candidates_[i].logit - max_l));

@@ -42,8 +42,8 @@ class Sampler {
   // Throws parallama::Error on invalid params or n_vocab <= 0.
   Sampler(const SamplingParams& p, int32_t n_vocab);
 
-  // logits: [n_vocab] f32 (not modified); history: tokens seen so far (prompt + generated),
-  // every id must be in [0, n_vocab) (else parallama::Error).
+  // logits: [n_vocab] f32 (not modified); history: tokens seen so far (prompt + generated);
+  // ids in the penalty window must be in [0, n_vocab) (else parallama::Error).
   int32_t sample(const float* logits, std::span<const int32_t> history);
 
   // Restarts the random stream; the sequence after reset(s) equals a fresh Sampler with seed s.

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <limits>
 
+#include "core/check.h"
 #include "gguf/gguf_file.h"
 #include "gguf/gguf_writer.h"
 #include "test_util.h"

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/check.h"
 #include "gguf/gguf_file.h"
 #include "test_util.h"
 

@@ -9,6 +9,7 @@
 #include <iterator>
 #include <limits>
 
+#include "core/check.h"
 #include "gguf/gguf_file.h"
 #include "gguf/gguf_writer.h"
 #include "test_util.h"

@@ -80,6 +80,13 @@ TEXTS = [
     "a\u0301 combining accent",
     "½ ² ³ Ⅻ ١٢٣ ๔๕",
     "'s 't 're",
+    "x  \n\n  y",
+    "ok!!\n\n\nnext",
+    "\r\n\r\n",
+    "I'VE 'Re it's",
+    "word\u3000word a\u0085b",
+    "tab\t\t\n\tend  ",
+    "$5+$6=<11> ^_^ ~~ || ``",
     "x" * 100,
     "The quick brown fox jumps over the lazy dog. " * 3,
 ]

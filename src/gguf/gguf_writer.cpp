@@ -202,7 +202,7 @@ std::vector<uint8_t> GgufWriter::to_bytes(uint64_t alignment) const {
 
   std::vector<uint8_t> out;
   ByteSink b(out);
-  out.insert(out.end(), {'G', 'G', 'U', 'F'});
+  b.put<uint32_t>(0x46554747u);  // "GGUF" read as a little-endian u32
   b.put<uint32_t>(3);
   b.put<uint64_t>(tensors_.size());
   b.put<uint64_t>(kvs.size());

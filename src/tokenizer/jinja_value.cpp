@@ -248,9 +248,30 @@ std::string Value::repr() const {
   return out;
 }
 
-std::string json_quote(std::string_view s) {
+static void json_escape_cp(std::string& out, uint32_t cp) {
+  char b[16];
+  if (cp >= 0x10000) {  // UTF-16 surrogate pair, as json.dumps writes it
+    cp -= 0x10000;
+    std::snprintf(b, sizeof(b), "\\u%04x\\u%04x", 0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
+  } else {
+    std::snprintf(b, sizeof(b), "\\u%04x", cp);
+  }
+  out += b;
+}
+
+std::string json_quote(std::string_view s, bool ensure_ascii) {
   std::string out = "\"";
-  for (unsigned char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (ensure_ascii && c >= 0x80) {
+      size_t n = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 1;
+      n = std::min(n, s.size() - i);
+      uint32_t cp = n == 1 ? c : (c & (0x7f >> n));
+      for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3f);
+      json_escape_cp(out, cp);
+      i += n - 1;
+      continue;
+    }
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -273,7 +294,8 @@ std::string json_quote(std::string_view s) {
   return out;
 }
 
-static void json_into(const Value& v, std::string& out, int indent, bool sort_keys, int level) {
+static void json_into(const Value& v, std::string& out, const JsonOptions& o, int level) {
+  const int indent = o.indent;
   if (level > kMaxNesting) PL_THROW("values nested too deeply for tojson");
   check_string_size(out.size());
   auto newline = [&](int lvl) {
@@ -282,7 +304,8 @@ static void json_into(const Value& v, std::string& out, int indent, bool sort_ke
     out.append(static_cast<size_t>(indent) * lvl, ' ');
   };
   // json.dumps separators: (', ', ': ') without indent, (',', ': ') with one.
-  const char* item_sep = indent < 0 ? ", " : ",";
+  const char* item_sep = o.item_sep ? o.item_sep : indent < 0 ? ", " : ",";
+  const char* key_sep = o.key_sep ? o.key_sep : ": ";
   switch (v.kind()) {
     case Value::Kind::None: out += "null"; return;
     case Value::Kind::Bool: out += v.get_bool() ? "true" : "false"; return;
@@ -294,7 +317,7 @@ static void json_into(const Value& v, std::string& out, int indent, bool sort_ke
       else out += python_float_repr(d);
       return;
     }
-    case Value::Kind::String: out += json_quote(v.get_string()); return;
+    case Value::Kind::String: out += json_quote(v.get_string(), o.ensure_ascii); return;
     case Value::Kind::List: {
       const auto& items = v.get_list()->items;
       if (items.empty()) {
@@ -305,7 +328,7 @@ static void json_into(const Value& v, std::string& out, int indent, bool sort_ke
       for (size_t i = 0; i < items.size(); ++i) {
         if (i) out += item_sep;
         newline(level + 1);
-        json_into(items[i], out, indent, sort_keys, level + 1);
+        json_into(items[i], out, o, level + 1);
       }
       newline(level);
       out += ']';
@@ -325,16 +348,16 @@ static void json_into(const Value& v, std::string& out, int indent, bool sort_ke
         if (k.is_int() || k.is_float()) return k.to_str();
         PL_THROW("keys must be str, int, float, bool or None, not " << k.type_name());
       };
-      if (sort_keys)
+      if (o.sort_keys)
         std::stable_sort(items.begin(), items.end(),
                          [](auto* a, auto* b) { return values_compare(a->first, b->first) < 0; });
       out += '{';
       for (size_t i = 0; i < items.size(); ++i) {
         if (i) out += item_sep;
         newline(level + 1);
-        out += json_quote(key_str(items[i]->first));
-        out += ": ";
-        json_into(items[i]->second, out, indent, sort_keys, level + 1);
+        out += json_quote(key_str(items[i]->first), o.ensure_ascii);
+        out += key_sep;
+        json_into(items[i]->second, out, o, level + 1);
       }
       newline(level);
       out += '}';
@@ -344,9 +367,9 @@ static void json_into(const Value& v, std::string& out, int indent, bool sort_ke
   }
 }
 
-std::string Value::to_json(int indent, bool sort_keys) const {
+std::string Value::to_json(const JsonOptions& opts) const {
   std::string out;
-  json_into(*this, out, indent, sort_keys, 0);
+  json_into(*this, out, opts, 0);
   return out;
 }
 

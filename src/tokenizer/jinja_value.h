@@ -27,6 +27,7 @@ class Value;
 struct List;
 struct Dict;
 struct Callable;
+struct JsonOptions;
 using ListPtr = std::shared_ptr<List>;
 using DictPtr = std::shared_ptr<Dict>;
 using CallablePtr = std::shared_ptr<const Callable>;
@@ -101,8 +102,8 @@ class Value {
   bool truthy() const;
   std::string to_str() const;  // Python str()
   std::string repr() const;    // Python repr()
-  // json.dumps(x, ensure_ascii=False, indent=indent, sort_keys=sort_keys); indent < 0: none.
-  std::string to_json(int indent = -1, bool sort_keys = false) const;
+  // json.dumps(x, ...) with the options of HF's tojson filter.
+  std::string to_json(const JsonOptions& opts) const;
   std::string type_name() const;  // Python type name for messages: "str", "dict", ...
   // Items of something iterable (list/tuple items, dict keys, string chars).
   std::vector<Value> iterate() const;
@@ -128,6 +129,14 @@ struct Dict {
   void set(Value key, Value value);
 };
 
+struct JsonOptions {
+  int indent = -1;  // < 0: single line
+  bool sort_keys = false;
+  bool ensure_ascii = false;
+  const char* item_sep = nullptr;  // nullptr: json.dumps defaults (", " or "," with indent)
+  const char* key_sep = nullptr;   // nullptr: ": "
+};
+
 struct Callable {
   std::string name;
   std::function<Value(const Args&)> fn;
@@ -141,7 +150,7 @@ int values_compare(const Value& a, const Value& b);
 std::vector<std::string> utf8_chars(std::string_view s);
 size_t utf8_length(std::string_view s);
 std::string python_float_repr(double d);
-std::string json_quote(std::string_view s);
+std::string json_quote(std::string_view s, bool ensure_ascii = false);
 void check_string_size(size_t n);
 
 }  // namespace parallama::jinja

@@ -265,12 +265,12 @@ TEST(Sampler, TopPOnLargeVocabCrossesPartialSortChunks) {
   p.seed = 2024;
   Sampler s(p, n);
   std::set<int32_t> seen;
-  for (int i = 0; i < 5000; ++i) {
+  for (int i = 0; i < 3000; ++i) {
     const int32_t t = s.sample(logits.data(), {});
     ASSERT_TRUE(hot.count(t)) << t;
     seen.insert(t);
   }
-  // Each hot token has p = 1/300; after 5000 draws all but a handful must appear.
+  // Each hot token has p = 1/300; after 3000 draws ~300 e^-10 = 0.01 are expected missing.
   EXPECT_GT(seen.size(), 290u);
 }
 

@@ -11,7 +11,7 @@
 #include "core/check.h"
 #include "engine/engine.h"
 #include "tokenizer/chat_template.h"
-#include "tokenizer/tokenizer.h"
+#include "tokenizer/stream_decoder.h"
 
 namespace parallama::cli {
 

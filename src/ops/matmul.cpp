@@ -1,0 +1,83 @@
+// y = x · Wᵀ. Activations are quantized once into vec_dot_type(W); rows of W are
+// split into one contiguous slice per thread; within a slice, tiles of
+// kRowTile weight rows x kTokTile tokens keep the weight tile in L1 while every
+// token of the tile reuses it, so weights stream from memory once per tile.
+#include "ops/matmul.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/check.h"
+#include "ops/quant.h"
+#include "ops/quant_kernels.h"
+
+namespace parallama {
+namespace {
+
+constexpr int64_t kRowTile = 4;
+constexpr int64_t kTokTile = 8;
+
+// Reused across calls so decode does not allocate; per calling thread.
+std::vector<uint8_t>& act_scratch() {
+  thread_local std::vector<uint8_t> buf;
+  return buf;
+}
+
+}  // namespace
+
+void matmul(const WeightView& W, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
+  PL_CHECK_MSG(W.data != nullptr && x != nullptr && y != nullptr, "matmul: null pointer");
+  PL_CHECK_MSG(W.n_rows >= 0 && W.n_cols >= 0 && n_tok >= 0, "matmul: negative size");
+  if (W.n_rows == 0 || n_tok == 0) return;
+  const GgmlType act_type = vec_dot_type(W.type);  // throws for unsupported weights
+  const TypeKernels& wk = type_kernels(W.type);
+  const VecDotFn dot = wk.vec_dot;
+  PL_CHECK_MSG(dot != nullptr, "matmul: " << type_name(W.type) << " is not a weight type");
+  const int64_t n_cols = W.n_cols;
+  const size_t w_stride = row_size(W.type, n_cols);  // checks the block multiple
+
+  const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
+  size_t act_stride = static_cast<size_t>(n_cols) * sizeof(float);
+  if (act_type != GgmlType::F32) {
+    const QuantizeRowFn quant = type_kernels(act_type).quantize;
+    act_stride = row_size(act_type, n_cols);
+    std::vector<uint8_t>& buf = act_scratch();
+    if (buf.size() < act_stride * n_tok) buf.resize(act_stride * n_tok);
+    uint8_t* dst = buf.data();
+    if (n_tok >= 4 && pool.size() > 1) {
+      pool.parallel_for(n_tok, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) quant(x + t * n_cols, dst + t * act_stride, n_cols);
+      });
+    } else {
+      for (int64_t t = 0; t < n_tok; ++t) quant(x + t * n_cols, dst + t * act_stride, n_cols);
+    }
+    act = dst;
+  }
+
+  const uint8_t* w = static_cast<const uint8_t*>(W.data);
+  const int64_t n_rows = W.n_rows;
+  auto work = [&](int ith, int nth) {
+    // Contiguous slice of rows per thread, boundaries on kRowTile where possible.
+    const int64_t n_tiles = (n_rows + kRowTile - 1) / kRowTile;
+    const int64_t r0 = std::min(n_rows, n_tiles * ith / nth * kRowTile);
+    const int64_t r1 = std::min(n_rows, n_tiles * (ith + 1) / nth * kRowTile);
+    if (n_tok == 1) {
+      for (int64_t r = r0; r < r1; ++r) y[r] = dot(n_cols, w + r * w_stride, act);
+      return;
+    }
+    for (int64_t rt = r0; rt < r1; rt += kRowTile) {
+      const int64_t re = std::min(r1, rt + kRowTile);
+      for (int64_t tt = 0; tt < n_tok; tt += kTokTile) {
+        const int64_t te = std::min(n_tok, tt + kTokTile);
+        for (int64_t r = rt; r < re; ++r) {
+          const uint8_t* wr = w + r * w_stride;
+          for (int64_t t = tt; t < te; ++t) y[t * n_rows + r] = dot(n_cols, wr, act + t * act_stride);
+        }
+      }
+    }
+  };
+  pool.run(work);
+}
+
+}  // namespace parallama

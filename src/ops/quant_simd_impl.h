@@ -1,0 +1,668 @@
+// SIMD kernels shared by the AVX2, AVX-512 and AVX-512-VNNI translation units.
+// Included once per ISA TU with:
+//   PL_SIMD_NS    namespace for this copy (avx2, avx512, avx512vnni)
+//   PL_SIMD_VNNI  1: int8 dot products with vpdpbusd, 0: vpmaddubsw + vpmaddwd
+//   PL_SIMD_512   1: use 512-bit registers where a kernel has a wide variant
+// Integer sums are exact; float results differ from the reference only in
+// summation order. Dequantization is bit-exact with the reference (PL_NOFUSE
+// keeps the compiler from fusing mul+add into an FMA, which would round differently).
+// GCC 12 warns falsely inside its own AVX-512 intrinsic headers (_mm512_undefined_*).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "ops/quant_blocks.h"
+#include "ops/quant_kernels.h"
+
+namespace parallama::PL_SIMD_NS {
+namespace {
+
+#if defined(__AVX512F__)
+#define PL_NOFUSE(v) __asm__("" : "+v"(v))
+#else
+#define PL_NOFUSE(v) __asm__("" : "+x"(v))
+#endif
+
+inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+inline int hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+  return _mm_cvtsi128_si32(s);
+}
+inline float hmax(__m256 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline __m256i loadu256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// acc + 4-wise sums of u8 x s8 products (int32 x 8). Without VNNI the pairwise int16
+// step saturates past 32767: callers keep |u| * |s| * 2 below that.
+inline __m256i dot_us(__m256i acc, __m256i u, __m256i s) {
+#if PL_SIMD_VNNI
+  return _mm256_dpbusd_epi32(acc, u, s);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+// Signed x signed via |x| and sign(y, x); assumes no -128 in x (quantizers give [-127, 127]).
+inline __m256i dot_ss(__m256i acc, __m256i x, __m256i y) {
+  return dot_us(acc, _mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+// Sum over 32-element sub-blocks of u8 x s8 products, each 16-element half times its
+// own int scale (s_lo for elements 0-15, s_hi for 16-31), as int32 x 8.
+inline __m256i dot_us_scaled(__m256i u, __m256i s, int s_lo, int s_hi) {
+#if PL_SIMD_VNNI
+  const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+  return _mm256_mullo_epi32(p, _mm256_set_m128i(_mm_set1_epi32(s_hi), _mm_set1_epi32(s_lo)));
+#else
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s),
+                           _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(s_hi)),
+                                            _mm_set1_epi16(static_cast<short>(s_lo))));
+#endif
+}
+
+// 16 bytes of packed nibbles -> 32 values: low nibbles (elements 0-15) then high ones.
+inline __m256i nibbles32(const uint8_t* p) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
+}
+
+// ---- float weights ----------------------------------------------------------------
+
+#if PL_SIMD_512
+inline float hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+float dot_f32(int64_t n, const void* vw, const void* va) {
+  const float* w = static_cast<const float*>(vw);
+  const float* a = static_cast<const float*>(va);
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(a + i), s0);
+    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 16), _mm512_loadu_ps(a + i + 16), s1);
+  }
+  if (i < n) {  // masked tail, up to 31 elements
+    const int64_t r = n - i;
+    const __mmask16 m0 = r >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << r) - 1);
+    const __mmask16 m1 = r > 16 ? static_cast<__mmask16>((1u << (r - 16)) - 1) : 0;
+    s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, w + i), _mm512_maskz_loadu_ps(m0, a + i), s0);
+    s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, w + i + 16), _mm512_maskz_loadu_ps(m1, a + i + 16), s1);
+  }
+  return hsum512(_mm512_add_ps(s0, s1));
+}
+float dot_f16(int64_t n, const void* vw, const void* va) {
+  const uint16_t* w = static_cast<const uint16_t*>(vw);
+  const float* a = static_cast<const float*>(va);
+  __m512 s0 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i))),
+                         _mm512_loadu_ps(a + i), s0);
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w + i)), _mm512_maskz_loadu_ps(m, a + i), s0);
+  }
+  return hsum512(s0);
+}
+float dot_bf16(int64_t n, const void* vw, const void* va) {
+  const uint16_t* w = static_cast<const uint16_t*>(vw);
+  const float* a = static_cast<const float*>(va);
+  __m512 s0 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i)));
+    s0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(h, 16)), _mm512_loadu_ps(a + i), s0);
+  }
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, w + i));
+    s0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(h, 16)), _mm512_maskz_loadu_ps(m, a + i), s0);
+  }
+  return hsum512(s0);
+}
+#else
+float dot_f32(int64_t n, const void* vw, const void* va) {
+  const float* w = static_cast<const float*>(vw);
+  const float* a = static_cast<const float*>(va);
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(a + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(a + i + 8), s1);
+  }
+  float s = hsum(_mm256_add_ps(s0, s1));
+  for (; i < n; ++i) s += w[i] * a[i];
+  return s;
+}
+float dot_f16(int64_t n, const void* vw, const void* va) {
+  const uint16_t* w = static_cast<const uint16_t*>(vw);
+  const float* a = static_cast<const float*>(va);
+  __m256 s0 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i))),
+                         _mm256_loadu_ps(a + i), s0);
+  float s = hsum(s0);
+  for (; i < n; ++i) s += h2f(w[i]) * a[i];
+  return s;
+}
+float dot_bf16(int64_t n, const void* vw, const void* va) {
+  const uint16_t* w = static_cast<const uint16_t*>(vw);
+  const float* a = static_cast<const float*>(va);
+  __m256 s0 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
+    s0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(h, 16)), _mm256_loadu_ps(a + i), s0);
+  }
+  float s = hsum(s0);
+  for (; i < n; ++i) {
+    uint32_t bits = static_cast<uint32_t>(w[i]) << 16;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    s += f * a[i];
+  }
+  return s;
+}
+#endif
+
+void dq_f16(const void* vx, float* y, int64_t n) {
+  const uint16_t* x = static_cast<const uint16_t*>(vx);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+  for (; i < n; ++i) y[i] = h2f(x[i]);
+}
+void dq_bf16(const void* vx, float* y, int64_t n) {
+  const uint16_t* x = static_cast<const uint16_t*>(vx);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), _mm256_slli_epi32(h, 16));
+  }
+  for (; i < n; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(x[i]) << 16;
+    std::memcpy(y + i, &bits, 4);
+  }
+}
+
+// ---- activation quantization ----------------------------------------------------------
+
+// C roundf (half away from zero), exactly: floor(|v|) + floor(2 * frac) with v's sign.
+inline __m256 roundf_exact(__m256 v) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 a = _mm256_andnot_ps(sign, v);
+  const __m256 f = _mm256_floor_ps(a);
+  const __m256 b = _mm256_add_ps(f, _mm256_floor_ps(_mm256_mul_ps(_mm256_sub_ps(a, f), _mm256_set1_ps(2.0f))));
+  return _mm256_or_ps(b, _mm256_and_ps(v, sign));
+}
+
+// Quantizes len (multiple of 32) floats with one scale d = amax/127 (as the reference).
+// Writes per-16 sums of the int8 values to sums16 when non-null. Returns d.
+inline float quantize_q8_span(const float* x, int8_t* qs, int len, int* sums16) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 mx = _mm256_setzero_ps();
+  for (int i = 0; i < len; i += 8) mx = _mm256_max_ps(mx, _mm256_and_ps(abs_mask, _mm256_loadu_ps(x + i)));
+  const float amax = hmax(mx);
+  const float d = amax / 127;
+  const float id = d != 0 ? 1.0f / d : 0.0f;
+  const __m256 vid = _mm256_set1_ps(id);
+  const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int i = 0; i < len; i += 32) {
+    __m256i q[4];
+    for (int k = 0; k < 4; ++k)
+      q[k] = _mm256_cvtps_epi32(roundf_exact(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), vid)));
+    if (sums16) {
+      sums16[i / 16] = hsum_i32(_mm256_add_epi32(q[0], q[1]));
+      sums16[i / 16 + 1] = hsum_i32(_mm256_add_epi32(q[2], q[3]));
+    }
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs + i), _mm256_permutevar8x32_epi32(p, perm));
+  }
+  return d;
+}
+
+void q_q8_0(const float* x, void* vy, int64_t n) {
+  BlockQ8_0* y = static_cast<BlockQ8_0*>(vy);
+  for (int64_t b = 0; b < n / QK; ++b)
+    y[b].d = _cvtss_sh(quantize_q8_span(x + b * QK, y[b].qs, QK, nullptr), _MM_FROUND_TO_NEAREST_INT);
+}
+void q_q8_1(const float* x, void* vy, int64_t n) {
+  BlockQ8_1* y = static_cast<BlockQ8_1*>(vy);
+  int s[2];
+  for (int64_t b = 0; b < n / QK; ++b) {
+    const float d = quantize_q8_span(x + b * QK, y[b].qs, QK, s);
+    y[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+    y[b].s = _cvtss_sh(d * static_cast<float>(s[0] + s[1]), _MM_FROUND_TO_NEAREST_INT);
+  }
+}
+void q_q8_k(const float* x, void* vy, int64_t n) {
+  BlockQ8_K* y = static_cast<BlockQ8_K*>(vy);
+  int s[16];
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    y[b].d = quantize_q8_span(x + b * QK_K, y[b].qs, QK_K, s);
+    for (int i = 0; i < 16; ++i) y[b].bsums[i] = static_cast<int16_t>(s[i]);
+  }
+}
+
+// ---- dequantization -----------------------------------------------------------------
+
+// 32 int8 values -> 4 x 8 floats, scaled by d (q * d, as the reference).
+inline void store_scaled_i8(__m256i q, __m256 d, float* y) {
+  const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+  _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), d));
+  _mm256_storeu_ps(y + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), d));
+  _mm256_storeu_ps(y + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), d));
+  _mm256_storeu_ps(y + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), d));
+}
+// 32 int8 values -> d*q - m (or + m when add), unfused.
+template <bool kAdd>
+inline void store_affine_i8(__m256i q, __m256 d, __m256 m, float* y) {
+  const __m128i half[2] = {_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1)};
+  for (int h = 0; h < 2; ++h) {
+    for (int k = 0; k < 2; ++k) {
+      __m256 t = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(k ? _mm_srli_si128(half[h], 8) : half[h])));
+      PL_NOFUSE(t);
+      _mm256_storeu_ps(y + 16 * h + 8 * k, kAdd ? _mm256_add_ps(t, m) : _mm256_sub_ps(t, m));
+    }
+  }
+}
+
+void dq_q4_0(const void* vx, float* y, int64_t n) {
+  const BlockQ4_0* x = static_cast<const BlockQ4_0*>(vx);
+  for (int64_t b = 0; b < n / QK; ++b, y += QK)
+    store_scaled_i8(_mm256_sub_epi8(nibbles32(x[b].qs), _mm256_set1_epi8(8)), _mm256_set1_ps(h2f(x[b].d)), y);
+}
+void dq_q4_1(const void* vx, float* y, int64_t n) {
+  const BlockQ4_1* x = static_cast<const BlockQ4_1*>(vx);
+  for (int64_t b = 0; b < n / QK; ++b, y += QK)
+    store_affine_i8<true>(nibbles32(x[b].qs), _mm256_set1_ps(h2f(x[b].d)), _mm256_set1_ps(h2f(x[b].m)), y);
+}
+void dq_q8_0(const void* vx, float* y, int64_t n) {
+  const BlockQ8_0* x = static_cast<const BlockQ8_0*>(vx);
+  for (int64_t b = 0; b < n / QK; ++b, y += QK) store_scaled_i8(loadu256(x[b].qs), _mm256_set1_ps(h2f(x[b].d)), y);
+}
+void dq_q8_1(const void* vx, float* y, int64_t n) {
+  const BlockQ8_1* x = static_cast<const BlockQ8_1*>(vx);
+  for (int64_t b = 0; b < n / QK; ++b, y += QK) store_scaled_i8(loadu256(x[b].qs), _mm256_set1_ps(h2f(x[b].d)), y);
+}
+void dq_q8_k(const void* vx, float* y, int64_t n) {
+  const BlockQ8_K* x = static_cast<const BlockQ8_K*>(vx);
+  for (int64_t b = 0; b < n / QK_K; ++b)
+    for (int j = 0; j < 8; ++j, y += 32) store_scaled_i8(loadu256(x[b].qs + 32 * j), _mm256_set1_ps(x[b].d), y);
+}
+
+inline void unpack_k4_all(const uint8_t* scales, uint8_t* sc, uint8_t* mn) {
+  for (int j = 0; j < 8; ++j) unpack_scale_min_k4(scales, j, &sc[j], &mn[j]);
+}
+
+void dq_q4_k(const void* vx, float* y, int64_t n) {
+  const BlockQ4_K* x = static_cast<const BlockQ4_K*>(vx);
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    uint8_t sc[8], mn[8];
+    unpack_k4_all(x[b].scales, sc, mn);
+    const float d = h2f(x[b].d), dmin = h2f(x[b].dmin);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = loadu256(x[b].qs + 32 * c);
+      for (int h = 0; h < 2; ++h, y += 32) {
+        const int j = 2 * c + h;
+        const __m256i v = _mm256_and_si256(h ? _mm256_srli_epi16(q, 4) : q, m4);
+        store_affine_i8<false>(v, _mm256_set1_ps(d * sc[j]), _mm256_set1_ps(dmin * mn[j]), y);
+      }
+    }
+  }
+}
+
+// Sub-block j (0..7) of a Q5_K block as 32 bytes of 5-bit values.
+inline __m256i q5k_sub(const BlockQ5_K& x, __m256i qs_pair, __m256i qh, int j) {
+  const __m256i lo = _mm256_and_si256((j & 1) ? _mm256_srli_epi16(qs_pair, 4) : qs_pair, _mm256_set1_epi8(0x0F));
+  const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(qh, j), _mm256_set1_epi8(1));
+  return _mm256_or_si256(lo, _mm256_slli_epi16(hb, 4));
+}
+
+void dq_q5_k(const void* vx, float* y, int64_t n) {
+  const BlockQ5_K* x = static_cast<const BlockQ5_K*>(vx);
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    uint8_t sc[8], mn[8];
+    unpack_k4_all(x[b].scales, sc, mn);
+    const float d = h2f(x[b].d), dmin = h2f(x[b].dmin);
+    const __m256i qh = loadu256(x[b].qh);
+    for (int j = 0; j < 8; ++j, y += 32) {
+      const __m256i v = q5k_sub(x[b], loadu256(x[b].qs + 32 * (j / 2)), qh, j);
+      store_affine_i8<false>(v, _mm256_set1_ps(d * sc[j]), _mm256_set1_ps(dmin * mn[j]), y);
+    }
+  }
+}
+
+// Group g (0..3) of half h of a Q6_K block: 32 unsigned 6-bit values (elements 128h+32g+l).
+inline __m256i q6k_group(__m256i ql0, __m256i ql1, __m256i qh, int g) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+  const __m256i ql = (g & 1) ? ql1 : ql0;
+  const __m256i lo = _mm256_and_si256(g >= 2 ? _mm256_srli_epi16(ql, 4) : ql, m4);
+  __m256i hi;
+  switch (g) {
+    case 0: hi = _mm256_slli_epi16(qh, 4); break;
+    case 1: hi = _mm256_slli_epi16(qh, 2); break;
+    case 2: hi = qh; break;
+    default: hi = _mm256_srli_epi16(qh, 2); break;
+  }
+  return _mm256_or_si256(lo, _mm256_and_si256(hi, m30));
+}
+
+void dq_q6_k(const void* vx, float* y, int64_t n) {
+  const BlockQ6_K* x = static_cast<const BlockQ6_K*>(vx);
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    const float d = h2f(x[b].d);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = loadu256(x[b].ql + 64 * h), ql1 = loadu256(x[b].ql + 64 * h + 32);
+      const __m256i qh = loadu256(x[b].qh + 32 * h);
+      for (int g = 0; g < 4; ++g, y += 32) {
+        const __m256i q = _mm256_sub_epi8(q6k_group(ql0, ql1, qh, g), _mm256_set1_epi8(32));
+        const int is = 8 * h + 2 * g;
+        // Each 16-element half has its own scale.
+        const __m256 d0 = _mm256_set1_ps(d * x[b].scales[is]), d1 = _mm256_set1_ps(d * x[b].scales[is + 1]);
+        const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+        _mm256_storeu_ps(y, _mm256_mul_ps(d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+        _mm256_storeu_ps(y + 8, _mm256_mul_ps(d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+        _mm256_storeu_ps(y + 16, _mm256_mul_ps(d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+        _mm256_storeu_ps(y + 24, _mm256_mul_ps(d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+      }
+    }
+  }
+}
+
+// ---- dot products ---------------------------------------------------------------------
+
+float dot_q4_0_256(int64_t n, const void* vw, const void* va) {
+  const BlockQ4_0* w = static_cast<const BlockQ4_0*>(vw);
+  const BlockQ8_0* a = static_cast<const BlockQ8_0*>(va);
+  const int64_t nb = n / QK;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  const __m256i eight = _mm256_set1_epi8(8);
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const __m256i p0 = dot_ss(_mm256_setzero_si256(), _mm256_sub_epi8(nibbles32(w[b].qs), eight), loadu256(a[b].qs));
+    const __m256i p1 = dot_ss(_mm256_setzero_si256(), _mm256_sub_epi8(nibbles32(w[b + 1].qs), eight), loadu256(a[b + 1].qs));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p0), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b + 1].d) * h2f(a[b + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+  }
+  for (; b < nb; ++b) {
+    const __m256i p = dot_ss(_mm256_setzero_si256(), _mm256_sub_epi8(nibbles32(w[b].qs), eight), loadu256(a[b].qs));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p), acc0);
+  }
+  return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+float dot_q4_1_256(int64_t n, const void* vw, const void* va) {
+  const BlockQ4_1* w = static_cast<const BlockQ4_1*>(vw);
+  const BlockQ8_1* a = static_cast<const BlockQ8_1*>(va);
+  const int64_t nb = n / QK;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  float summ = 0;
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const __m256i p0 = dot_us(_mm256_setzero_si256(), nibbles32(w[b].qs), loadu256(a[b].qs));
+    const __m256i p1 = dot_us(_mm256_setzero_si256(), nibbles32(w[b + 1].qs), loadu256(a[b + 1].qs));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p0), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b + 1].d) * h2f(a[b + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+    summ += h2f(w[b].m) * h2f(a[b].s) + h2f(w[b + 1].m) * h2f(a[b + 1].s);
+  }
+  for (; b < nb; ++b) {
+    const __m256i p = dot_us(_mm256_setzero_si256(), nibbles32(w[b].qs), loadu256(a[b].qs));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p), acc0);
+    summ += h2f(w[b].m) * h2f(a[b].s);
+  }
+  return hsum(_mm256_add_ps(acc0, acc1)) + summ;
+}
+
+float dot_q8_0_256(int64_t n, const void* vw, const void* va) {
+  const BlockQ8_0* w = static_cast<const BlockQ8_0*>(vw);
+  const BlockQ8_0* a = static_cast<const BlockQ8_0*>(va);
+  const int64_t nb = n / QK;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const __m256i p0 = dot_ss(_mm256_setzero_si256(), loadu256(w[b].qs), loadu256(a[b].qs));
+    const __m256i p1 = dot_ss(_mm256_setzero_si256(), loadu256(w[b + 1].qs), loadu256(a[b + 1].qs));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p0), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b + 1].d) * h2f(a[b + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+  }
+  for (; b < nb; ++b) {
+    const __m256i p = dot_ss(_mm256_setzero_si256(), loadu256(w[b].qs), loadu256(a[b].qs));
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * h2f(a[b].d)), _mm256_cvtepi32_ps(p), acc0);
+  }
+  return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+#if PL_SIMD_512
+// ---- 512-bit kernels for the 32-element block types: 2 blocks per register, the
+// f16 scales of 4 blocks converted together. Leftover blocks go to the 256-bit code.
+
+inline __m512i dot_us512(__m512i acc, __m512i u, __m512i s) {
+#if PL_SIMD_VNNI
+  return _mm512_dpbusd_epi32(acc, u, s);
+#else
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1)));
+#endif
+}
+// Signed x signed; as dot_ss, x must not hold -128.
+inline __m512i dot_ss512(__m512i acc, __m512i x, __m512i y) {
+  const __mmask64 neg = _mm512_movepi8_mask(x);
+  return dot_us512(acc, _mm512_abs_epi8(x), _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y));
+}
+// Two blocks' 16 nibble bytes -> 64 values [lo(b0) hi(b0) lo(b1) hi(b1)], the element
+// order of two consecutive 32-element activation blocks.
+inline __m512i nibbles64(const uint8_t* p0, const uint8_t* p1) {
+  const __m256i q = _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p0))),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(p1)), 1);
+  const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
+  return _mm512_and_si512(_mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0)), _mm512_set1_epi8(0x0F));
+}
+inline __m512i load2x32(const void* p0, const void* p1) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(loadu256(p0)), loadu256(p1), 1);
+}
+inline uint32_t load_u32(const void* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+// The first 4 bytes of 4 consecutive blocks (stride bytes apart) as 8 floats: two f16 each.
+inline __m256 f16x2_of_4_blocks(const uint8_t* p, size_t stride) {
+  __m128i v = _mm_cvtsi32_si128(static_cast<int>(load_u32(p)));
+  v = _mm_insert_epi32(v, static_cast<int>(load_u32(p + stride)), 1);
+  v = _mm_insert_epi32(v, static_cast<int>(load_u32(p + 2 * stride)), 2);
+  v = _mm_insert_epi32(v, static_cast<int>(load_u32(p + 3 * stride)), 3);
+  return _mm256_cvtph_ps(v);
+}
+// Broadcasts lanes 0 and 2 (lo) / 4 and 6 (hi) of v to the two halves of a zmm each.
+inline __m512 bcast_pair(__m256 v, bool hi) {
+  const __m512i idx = hi ? _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6)
+                         : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+  return _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(v));
+}
+
+float dot_q4_1(int64_t n, const void* vw, const void* va) {
+  const BlockQ4_1* w = static_cast<const BlockQ4_1*>(vw);
+  const BlockQ8_1* a = static_cast<const BlockQ8_1*>(va);
+  const int64_t nb = n / QK;
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  __m256 accm = _mm256_setzero_ps();  // odd lanes: m * s
+  int64_t b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    // [d*d', m*s] for 4 blocks.
+    const __m256 ds = _mm256_mul_ps(f16x2_of_4_blocks(reinterpret_cast<const uint8_t*>(w + b), sizeof(BlockQ4_1)),
+                                    f16x2_of_4_blocks(reinterpret_cast<const uint8_t*>(a + b), sizeof(BlockQ8_1)));
+    accm = _mm256_add_ps(accm, ds);
+    const __m512i p01 = dot_us512(_mm512_setzero_si512(), nibbles64(w[b].qs, w[b + 1].qs), load2x32(a[b].qs, a[b + 1].qs));
+    const __m512i p23 = dot_us512(_mm512_setzero_si512(), nibbles64(w[b + 2].qs, w[b + 3].qs), load2x32(a[b + 2].qs, a[b + 3].qs));
+    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p01), bcast_pair(ds, false), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p23), bcast_pair(ds, true), acc1);
+  }
+  const __m256 odd = _mm256_castsi256_ps(_mm256_setr_epi32(0, -1, 0, -1, 0, -1, 0, -1));
+  float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum(_mm256_and_ps(accm, odd));
+  if (b < nb) s += dot_q4_1_256((nb - b) * QK, w + b, a + b);
+  return s;
+}
+
+// Blocks whose f16 scale is their first field: 4 scales x 4 scales -> products in even lanes.
+template <class BW, class BA>
+inline __m256 scale_products(const BW* w, const BA* a) {
+  return _mm256_mul_ps(f16x2_of_4_blocks(reinterpret_cast<const uint8_t*>(w), sizeof(BW)),
+                       f16x2_of_4_blocks(reinterpret_cast<const uint8_t*>(a), sizeof(BA)));
+}
+
+float dot_q4_0(int64_t n, const void* vw, const void* va) {
+  const BlockQ4_0* w = static_cast<const BlockQ4_0*>(vw);
+  const BlockQ8_0* a = static_cast<const BlockQ8_0*>(va);
+  const int64_t nb = n / QK;
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  const __m512i eight = _mm512_set1_epi8(8);
+  int64_t b = 0;
+  // The 4-byte scale loads of the last block reach 2 bytes into qs: always in bounds.
+  for (; b + 4 <= nb; b += 4) {
+    const __m256 d = scale_products(w + b, a + b);
+    const __m512i p01 = dot_ss512(_mm512_setzero_si512(), _mm512_sub_epi8(nibbles64(w[b].qs, w[b + 1].qs), eight),
+                                  load2x32(a[b].qs, a[b + 1].qs));
+    const __m512i p23 = dot_ss512(_mm512_setzero_si512(), _mm512_sub_epi8(nibbles64(w[b + 2].qs, w[b + 3].qs), eight),
+                                  load2x32(a[b + 2].qs, a[b + 3].qs));
+    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p01), bcast_pair(d, false), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p23), bcast_pair(d, true), acc1);
+  }
+  float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  if (b < nb) s += dot_q4_0_256((nb - b) * QK, w + b, a + b);
+  return s;
+}
+
+float dot_q8_0(int64_t n, const void* vw, const void* va) {
+  const BlockQ8_0* w = static_cast<const BlockQ8_0*>(vw);
+  const BlockQ8_0* a = static_cast<const BlockQ8_0*>(va);
+  const int64_t nb = n / QK;
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  int64_t b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    const __m256 d = scale_products(w + b, a + b);
+    const __m512i p01 = dot_ss512(_mm512_setzero_si512(), load2x32(w[b].qs, w[b + 1].qs), load2x32(a[b].qs, a[b + 1].qs));
+    const __m512i p23 = dot_ss512(_mm512_setzero_si512(), load2x32(w[b + 2].qs, w[b + 3].qs),
+                                  load2x32(a[b + 2].qs, a[b + 3].qs));
+    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p01), bcast_pair(d, false), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p23), bcast_pair(d, true), acc1);
+  }
+  float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  if (b < nb) s += dot_q8_0_256((nb - b) * QK, w + b, a + b);
+  return s;
+}
+#else
+float dot_q4_0(int64_t n, const void* vw, const void* va) { return dot_q4_0_256(n, vw, va); }
+float dot_q4_1(int64_t n, const void* vw, const void* va) { return dot_q4_1_256(n, vw, va); }
+float dot_q8_0(int64_t n, const void* vw, const void* va) { return dot_q8_0_256(n, vw, va); }
+#endif
+
+// sum_j mn[j] * (bsums[2j] + bsums[2j+1]) for the K-type minimum correction.
+inline int k_min_sum(const int16_t* bsums, const uint8_t* mn) {
+  const __m256i pairs = _mm256_madd_epi16(loadu256(bsums), _mm256_set1_epi16(1));
+  const __m256i m = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn)));
+  return hsum_i32(_mm256_mullo_epi32(pairs, m));
+}
+
+float dot_q4_k(int64_t n, const void* vw, const void* va) {
+  const BlockQ4_K* w = static_cast<const BlockQ4_K*>(vw);
+  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  __m256 acc = _mm256_setzero_ps();
+  float accm = 0;
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    uint8_t sc[8], mn[8];
+    unpack_k4_all(w[b].scales, sc, mn);
+    __m256i sumi = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = loadu256(w[b].qs + 32 * c);
+      const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+      sumi = _mm256_add_epi32(sumi, dot_us_scaled(lo, loadu256(a[b].qs + 64 * c), sc[2 * c], sc[2 * c]));
+      sumi = _mm256_add_epi32(sumi, dot_us_scaled(hi, loadu256(a[b].qs + 64 * c + 32), sc[2 * c + 1], sc[2 * c + 1]));
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * a[b].d), _mm256_cvtepi32_ps(sumi), acc);
+    accm += h2f(w[b].dmin) * a[b].d * static_cast<float>(k_min_sum(a[b].bsums, mn));
+  }
+  return hsum(acc) - accm;
+}
+
+float dot_q5_k(int64_t n, const void* vw, const void* va) {
+  const BlockQ5_K* w = static_cast<const BlockQ5_K*>(vw);
+  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
+  __m256 acc = _mm256_setzero_ps();
+  float accm = 0;
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    uint8_t sc[8], mn[8];
+    unpack_k4_all(w[b].scales, sc, mn);
+    const __m256i qh = loadu256(w[b].qh);
+    __m256i sumi = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = loadu256(w[b].qs + 32 * c);
+      const __m256i v0 = q5k_sub(w[b], q, qh, 2 * c), v1 = q5k_sub(w[b], q, qh, 2 * c + 1);
+      sumi = _mm256_add_epi32(sumi, dot_us_scaled(v0, loadu256(a[b].qs + 64 * c), sc[2 * c], sc[2 * c]));
+      sumi = _mm256_add_epi32(sumi, dot_us_scaled(v1, loadu256(a[b].qs + 64 * c + 32), sc[2 * c + 1], sc[2 * c + 1]));
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * a[b].d), _mm256_cvtepi32_ps(sumi), acc);
+    accm += h2f(w[b].dmin) * a[b].d * static_cast<float>(k_min_sum(a[b].bsums, mn));
+  }
+  return hsum(acc) - accm;
+}
+
+float dot_q6_k(int64_t n, const void* vw, const void* va) {
+  const BlockQ6_K* w = static_cast<const BlockQ6_K*>(vw);
+  const BlockQ8_K* a = static_cast<const BlockQ8_K*>(va);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; ++b) {
+    const int8_t* sc = w[b].scales;
+    // The values are stored +32: subtract 32 * sum_i sc[i] * bsums[i] once per block.
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
+    __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                    _mm256_slli_epi32(_mm256_madd_epi16(loadu256(a[b].bsums), sc16), 5));
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = loadu256(w[b].ql + 64 * h), ql1 = loadu256(w[b].ql + 64 * h + 32);
+      const __m256i qh = loadu256(w[b].qh + 32 * h);
+      for (int g = 0; g < 4; ++g) {
+        const int is = 8 * h + 2 * g;
+        sumi = _mm256_add_epi32(sumi, dot_us_scaled(q6k_group(ql0, ql1, qh, g),
+                                                    loadu256(a[b].qs + 128 * h + 32 * g), sc[is], sc[is + 1]));
+      }
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(w[b].d) * a[b].d), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  return hsum(acc);
+}
+
+}  // namespace
+
+inline void fill_simd_kernels(KernelTable& k) {
+  k.t[SLOT_F32].vec_dot = dot_f32;
+  k.t[SLOT_F16] = {k.t[SLOT_F16].quantize, dq_f16, dot_f16};
+  k.t[SLOT_BF16] = {k.t[SLOT_BF16].quantize, dq_bf16, dot_bf16};
+  k.t[SLOT_Q4_0] = {k.t[SLOT_Q4_0].quantize, dq_q4_0, dot_q4_0};
+  k.t[SLOT_Q4_1] = {k.t[SLOT_Q4_1].quantize, dq_q4_1, dot_q4_1};
+  k.t[SLOT_Q8_0] = {q_q8_0, dq_q8_0, dot_q8_0};
+  k.t[SLOT_Q8_1] = {q_q8_1, dq_q8_1, nullptr};
+  k.t[SLOT_Q4_K] = {k.t[SLOT_Q4_K].quantize, dq_q4_k, dot_q4_k};
+  k.t[SLOT_Q5_K] = {k.t[SLOT_Q5_K].quantize, dq_q5_k, dot_q5_k};
+  k.t[SLOT_Q6_K] = {k.t[SLOT_Q6_K].quantize, dq_q6_k, dot_q6_k};
+  k.t[SLOT_Q8_K] = {q_q8_k, dq_q8_k, nullptr};
+}
+
+}  // namespace parallama::PL_SIMD_NS
+
+#undef PL_NOFUSE

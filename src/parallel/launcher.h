@@ -1,0 +1,48 @@
+// Starting a multi-rank run: detect mpirun, re-execute ourselves under it when
+// the user asked for tp*pp > 1 without it, divide host cores among local ranks,
+// and gather host names for the start-up table. No MPI types here.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace parallama {
+
+class Communicator;
+
+// True when this process was started by an MPI launcher (OMPI_COMM_WORLD_SIZE,
+// PMIX_RANK or PMI_RANK set).
+bool under_mpi();
+
+// Ranks of this job on this host (OMPI_COMM_WORLD_LOCAL_SIZE, MPI_LOCALNRANKS),
+// 1 when not under MPI.
+int local_rank_count();
+
+// CPUs this process may run on (sched affinity, so cgroup/cpuset limits count).
+int host_cpu_count();
+// The host's CPUs shared among local_ranks ranks, at least 1.
+int default_threads_per_rank(int local_ranks);
+
+// Absolute path of `name` found on PATH, or "" (names containing '/' are
+// returned as they are if executable).
+std::string find_on_path(const std::string& name);
+
+// The full command relaunch_under_mpirun executes: mpirun -n N --oversubscribe
+// --bind-to none --mca mpi_yield_when_idle 1 [PARALLAMA_MPIRUN_ARGS...] exe args...
+// args excludes argv[0]. Exposed for tests.
+std::vector<std::string> mpirun_command(const std::string& mpirun, int n_ranks,
+                                        const std::string& exe,
+                                        const std::vector<std::string>& args);
+
+// Re-executes this binary (/proc/self/exe) with the same arguments under mpirun
+// with n_ranks ranks, replacing this process (execv), so mpirun's exit status is
+// ours. mpirun is PARALLAMA_MPIRUN if set, else found on PATH. As root, sets
+// OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM). Throws parallama::Error if mpirun is missing,
+// if exec fails, or if we are already a relaunched child (no loops).
+[[noreturn]] void relaunch_under_mpirun(int n_ranks, int argc, char** argv);
+
+std::string this_hostname();
+// Every rank's host name, indexed by rank of `comm`. Collective.
+std::vector<std::string> gather_hostnames(Communicator& comm);
+
+}  // namespace parallama

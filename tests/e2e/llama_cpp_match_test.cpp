@@ -1,0 +1,161 @@
+// End to end against llama.cpp: greedy continuations and first-step logits of
+// the default model must match the fixtures made by tools/make_model_fixtures.py
+// (llama-cpp-python). A token may differ only from a step where llama.cpp's
+// top-2 logit margin is below 0.2 (a near-tie); the comparison stops there.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "engine/engine.h"
+#include "test_util.h"
+
+using namespace parallama;
+using nlohmann::json;
+
+namespace {
+
+constexpr float kNearTie = 0.2f;
+
+struct Fixture {
+  json cases;
+  std::unique_ptr<Engine> engine;
+};
+
+Fixture* load() {
+  static Fixture* f = [] {
+    auto* fx = new Fixture();
+    const std::string model = test::default_model_path();
+    if (model.empty()) return fx;
+    std::ifstream in(test::fixture_path("model/smollm2_greedy.json"));
+    fx->cases = json::parse(in)["cases"];
+    EngineOptions opt;
+    opt.threads = 2;
+    opt.n_ctx = 8192;
+    fx->engine = Engine::load(model, opt);
+    return fx;
+  }();
+  return f;
+}
+
+#define REQUIRE_MODEL(fx)                                                          \
+  do {                                                                             \
+    if (!(fx)->engine) {                                                           \
+      if (std::getenv("PARALLAMA_REQUIRE_MODEL")) FAIL() << "default model missing"; \
+      GTEST_SKIP() << "default model not downloaded";                              \
+    }                                                                              \
+  } while (0)
+
+// Number of steps that agree; fails the test if a disagreement is not a near-tie.
+int compare_greedy(const json& c, const std::vector<int32_t>& got) {
+  const json& steps = c["steps"];
+  int agreed = 0;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const int32_t want = steps[i]["token"];
+    const float margin = steps[i]["margin"];
+    if (i >= got.size()) {
+      ADD_FAILURE() << c["name"] << ": stopped after " << got.size() << " tokens";
+      break;
+    }
+    if (got[i] != want) {
+      EXPECT_LT(margin, kNearTie) << c["name"] << ": step " << i << " got " << got[i]
+                                  << ", llama.cpp " << want << " with margin " << margin;
+      break;
+    }
+    ++agreed;
+  }
+  return agreed;
+}
+
+GenerateRequest greedy_request(const json& c) {
+  GenerateRequest r;
+  r.prompt = c["prompt_tokens"].get<std::vector<int32_t>>();
+  r.max_tokens = static_cast<int32_t>(c["steps"].size());
+  r.stop_at_eog = false;  // the reference decodes through end-of-generation tokens
+  return r;
+}
+
+}  // namespace
+
+TEST(LlamaCppMatch, TokenizerGivesTheSamePromptIds) {
+  Fixture* fx = load();
+  REQUIRE_MODEL(fx);
+  for (const json& c : fx->cases) {
+    const auto want = c["prompt_tokens"].get<std::vector<int32_t>>();
+    EXPECT_EQ(fx->engine->tokenizer().encode(c["text"].get<std::string>(), true, c["special"]), want)
+        << c["name"];
+  }
+}
+
+TEST(LlamaCppMatch, GreedyContinuationsOneByOne) {
+  Fixture* fx = load();
+  REQUIRE_MODEL(fx);
+  int total = 0, agreed = 0;
+  for (const json& c : fx->cases) {
+    auto res = fx->engine->generate({greedy_request(c)});
+    agreed += compare_greedy(c, res[0].tokens);
+    total += static_cast<int>(c["steps"].size());
+  }
+  std::printf("agreed on %d of %d greedy steps (the rest follow a near-tie)\n", agreed, total);
+  EXPECT_GT(agreed, 0);
+}
+
+// All prompts in one batch (different lengths, shared paged cache) give the
+// same continuations as llama.cpp did one at a time.
+TEST(LlamaCppMatch, GreedyContinuationsAsOneBatch) {
+  Fixture* fx = load();
+  REQUIRE_MODEL(fx);
+  std::vector<GenerateRequest> reqs;
+  for (const json& c : fx->cases) reqs.push_back(greedy_request(c));
+  auto res = fx->engine->generate(reqs);
+  ASSERT_EQ(res.size(), fx->cases.size());
+  for (size_t i = 0; i < res.size(); ++i) compare_greedy(fx->cases[i], res[i].tokens);
+}
+
+// First-step logits over the whole vocabulary. Both engines quantize
+// activations to 8 bits before every matmul, and this small model amplifies
+// that rounding noise: an unquantized float64 forward pass of the same weights
+// (numpy, dequantized with the `gguf` package) differs from llama.cpp by up to
+// 0.66 (mean 0.165) on these prompts, and our scalar and VNNI paths differ from
+// each other by as much. The bounds below sit just above that noise floor; a
+// wrong RoPE, norm or head mapping moves logits by several units.
+TEST(LlamaCppMatch, FirstStepLogits) {
+  Fixture* fx = load();
+  REQUIRE_MODEL(fx);
+  int checked = 0;
+  for (const json& c : fx->cases) {
+    if (!c.contains("logits_file") || c["logits_file"].is_null()) continue;
+    std::ifstream in(test::fixture_path("model/" + c["logits_file"].get<std::string>()),
+                     std::ios::binary);
+    const int32_t V = fx->engine->config().n_vocab;
+    std::vector<float> want(V);
+    in.read(reinterpret_cast<char*>(want.data()), V * sizeof(float));
+    ASSERT_TRUE(in.good()) << "short logits file";
+
+    std::vector<int32_t> table;
+    const auto prompt = c["prompt_tokens"].get<std::vector<int32_t>>();
+    auto& alloc = fx->engine->kv().allocator();
+    ASSERT_TRUE(alloc.reserve(table, static_cast<int32_t>(prompt.size()), 16));
+    Batch b;
+    b.add_seq(prompt.data(), static_cast<int32_t>(prompt.size()), 0, &table);
+    std::vector<float> logits;
+    fx->engine->model().forward(b, fx->engine->kv(), logits, fx->engine->pool());
+    alloc.release(table);
+
+    double max_diff = 0, sum_diff = 0;
+    for (int32_t i = 0; i < V; ++i) {
+      const double d = std::fabs(double(logits[i]) - want[i]);
+      max_diff = std::max(max_diff, d);
+      sum_diff += d;
+    }
+    std::printf("%s: max |Δlogit| %.4f, mean %.5f\n", c["name"].get<std::string>().c_str(),
+                max_diff, sum_diff / V);
+    EXPECT_LT(max_diff, 1.0) << c["name"];
+    EXPECT_LT(sum_diff / V, 0.2) << c["name"];
+    for (const json& p : c["top16"]) EXPECT_NEAR(logits[p[0].get<int>()], p[1].get<float>(), 0.5);
+    ++checked;
+  }
+  EXPECT_EQ(checked, 2);
+}

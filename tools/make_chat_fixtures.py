@@ -161,7 +161,7 @@ UNIT = [
      {"d": {"a": 1, "b": {"c": "deep"}}, "l": [10, 20, 30]}),
     ("{{ l[1:] }}|{{ l[:2] }}|{{ l[::2] }}|{{ l[::-1] }}|{{ l[-2:] }}|{{ l[5:] }}|{{ s[1:4] }}|{{ s[-1] }}|{{ s[::-1] }}",
      {"l": [1, 2, 3, 4], "s": "h\u00e9llo"}),
-    ("{{ d.items }}", {"d": {"items": 1}}),
+    ("{{ d.items()|list }}|{{ d['items'] }}|{{ d.get('get') }}", {"d": {"items": 1, "get": 2}}),
     ("{{ undefined_thing.attr }}", {}),
     ("{{ d.x.y }}", {"d": {}}),
     ("{{ d.keys() | list }}|{{ d.values() | list }}|{{ d.items() | list }}|{{ d.get('a') }}|{{ d.get('z') }}|{{ d.get('z', 5) }}",
@@ -249,6 +249,11 @@ UNIT = [
     ("{% break %}", {}),
     ("{{ x | }}", {}),
     ("{% if x %}{% else %}{% else %}{% endif %}", {}),
+    ("line1\n{% if x %}\nfoo\n{{ 1 + }}\n{% endif %}", {}),
+    ("a\nb\n{% for x in y %}\nno end\n", {}),
+    ("{% if true %}\n\n\n{% endfor %}", {}),
+    ("one\ntwo {{ 'ok' }}\nthree {{ x y }}", {}),
+    ("{% set ns = namespace() %}\n{% for m in messages %}\n{{ m.role ]] }}\n{% endfor %}", {}),
 ]
 
 

@@ -108,8 +108,9 @@ struct ThreadPool::Impl {
   }
 };
 
-ThreadPool::ThreadPool(int n_threads) : impl_(new Impl) {
+ThreadPool::ThreadPool(int n_threads) {
   PL_CHECK_MSG(n_threads >= 1, "thread pool needs at least 1 thread, got " << n_threads);
+  impl_ = new Impl;
   impl_->n = n_threads;
   impl_->spin_ns = spin_ns_from_env();
   for (int i = 1; i < n_threads; ++i) impl_->threads.emplace_back([this, i] { impl_->worker(i); });

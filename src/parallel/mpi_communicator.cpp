@@ -218,7 +218,9 @@ std::unique_ptr<Communicator> make_tp_communicator(const MpiContext& ctx, const 
   MPI_Comm c;
   int rc = MPI_Comm_split(MPI_COMM_WORLD, cfg.pp_rank(), cfg.tp_rank(), &c);
   if (rc != MPI_SUCCESS) PL_THROW("MPI_Comm_split failed: " << mpi_error_string(rc));
-  auto comm = wrap(c, "tp group of stage " + std::to_string(cfg.pp_rank()));
+  std::string label = "tp group of stage ";  // (not "lit" + str: GCC 12 -Wrestrict false positive)
+  label += std::to_string(cfg.pp_rank());
+  auto comm = wrap(c, std::move(label));
   PL_CHECK_MSG(comm->rank() == cfg.tp_rank() && comm->size() == cfg.tp,
                "tp comm rank " << comm->rank() << "/" << comm->size());
   return comm;

@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/check.h"  // parallama::Error
+
 namespace parallama {
 
 namespace jinja {

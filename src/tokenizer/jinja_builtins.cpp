@@ -324,7 +324,13 @@ Value f_indent(const Value& v, const Args& a) {
   return Value(std::move(out));
 }
 
-Value f_attr(const Value& v, const Args& a) { return get_attr(v, str_arg(a, 0, "name")); }
+// jinja's attr filter only sees Python attributes: for dicts that is their methods.
+Value f_attr(const Value& v, const Args& a) {
+  std::string name = str_arg(a, 0, "name");
+  if (v.is_dict() && !v.is_namespace() && name != "items" && name != "keys" && name != "values" && name != "get")
+    return Value::undefined("'dict object' has no attribute '" + name + "'");
+  return get_attr(v, name);
+}
 
 // select/reject: keep items passing test (args[0] names it; none: truthiness).
 std::vector<Value> select_items(const Value& v, const Args& a, bool by_attr, bool keep) {

@@ -30,18 +30,17 @@ bool py_space(std::string_view c) {
                                               << r.type_name() << "'");
 }
 
-int64_t checked(bool overflow, int64_t v) {
+void check_overflow(bool overflow) {
   if (overflow) PL_THROW("integer overflow");
-  return v;
 }
 
 Value int_pow(int64_t base, int64_t exp) {
   if (exp < 0) return Value(std::pow(static_cast<double>(base), static_cast<double>(exp)));
   int64_t result = 1;
   while (exp > 0) {
-    if (exp & 1) result = checked(__builtin_mul_overflow(result, base, &result), result);
+    if (exp & 1) check_overflow(__builtin_mul_overflow(result, base, &result));
     exp >>= 1;
-    if (exp > 0) base = checked(__builtin_mul_overflow(base, base, &base), base);
+    if (exp > 0) check_overflow(__builtin_mul_overflow(base, base, &base));
   }
   return Value(result);
 }
@@ -215,7 +214,7 @@ Value dict_method(const Value& self, const std::string& name) {
 }  // namespace
 
 void require_defined(const Value& v) {
-  if (v.is_undefined()) PL_THROW(v.undefined_hint().empty() ? "value is undefined" : v.undefined_hint());
+  if (v.is_undefined()) PL_THROW((v.undefined_hint().empty() ? "value is undefined" : v.undefined_hint()));
 }
 
 Value unary_minus(const Value& v) {
@@ -259,9 +258,9 @@ Value binary_op(std::string_view op, const Value& l, const Value& r) {
       }
     } else {
       int64_t a = l.as_int(), b = r.as_int(), v = 0;
-      if (op == "+") return Value(checked(__builtin_add_overflow(a, b, &v), v));
-      if (op == "-") return Value(checked(__builtin_sub_overflow(a, b, &v), v));
-      if (op == "*") return Value(checked(__builtin_mul_overflow(a, b, &v), v));
+      if (op == "+") return check_overflow(__builtin_add_overflow(a, b, &v)), Value(v);
+      if (op == "-") return check_overflow(__builtin_sub_overflow(a, b, &v)), Value(v);
+      if (op == "*") return check_overflow(__builtin_mul_overflow(a, b, &v)), Value(v);
       if (op == "**") return int_pow(a, b);
       if (b == 0) PL_THROW("integer division or modulo by zero");
       if (a == INT64_MIN && b == -1) PL_THROW("integer overflow");

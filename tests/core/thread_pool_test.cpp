@@ -47,7 +47,9 @@ TEST(ThreadPool, ParallelForCoversRangeExactly) {
           ASSERT_LE(0, b);
           ASSERT_LT(b, e);
           ASSERT_LE(e, len);
-          if (e != len) ASSERT_EQ(e % grain, 0);
+          if (e != len) {
+            ASSERT_EQ(e % grain, 0);
+          }
           for (int64_t i = b; i < e; ++i) hits[i].fetch_add(1);
         });
         for (int64_t i = 0; i < len; ++i) ASSERT_EQ(hits[i].load(), 1) << "len " << len << " i " << i;

@@ -101,6 +101,10 @@ void add_synth(CLI::App& app, std::function<int()>& run) {
   c->add_option("--ff", a->spec.n_ff)->capture_default_str();
   c->add_option("--vocab", a->spec.n_vocab)->capture_default_str();
   c->add_option("--seed", a->spec.seed)->capture_default_str();
+  c->add_option("--arch", a->spec.arch, "llama, mistral or qwen2")->capture_default_str();
+  c->add_option("--n-embd", a->spec.n_embd, "0: heads x head-dim")->capture_default_str();
+  c->add_flag("--qkv-bias", a->spec.qkv_bias, "Add Q/K/V biases (as qwen2 has)");
+  c->add_flag("!--untied", a->spec.tied_output, "Separate output.weight instead of tied embeddings");
   c->callback([a, &run] {
     run = [a] {
       bool found = false;

@@ -1,8 +1,12 @@
 #include "model/linear.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "core/check.h"
 #include "gguf/gguf_file.h"
 #include "ops/quant.h"
+#include "parallel/communicator.h"
 
 namespace parallama {
 
@@ -46,14 +50,25 @@ std::vector<float> load_vector(const GgufFile& f, const std::string& name, int64
 
 Linear Linear::load(const GgufFile& f, const std::string& base, int64_t n_in, int64_t n_out,
                     bool bias) {
+  return load_rows(f, base, n_in, n_out, 0, n_out, bias);
+}
+
+Linear Linear::load_rows(const GgufFile& f, const std::string& base, int64_t n_in, int64_t n_out,
+                         int64_t r0, int64_t r1, bool bias) {
   const GgufTensorInfo& t = expect_tensor(f, base + ".weight", n_in, n_out);
+  PL_CHECK(0 <= r0 && r0 <= r1 && r1 <= n_out);
   Linear l;
-  l.w_ = WeightView{f.tensor_data(t), t.ggml_type(), n_out, n_in};
-  if (bias && f.find_tensor(base + ".bias")) l.bias_ = load_vector(f, base + ".bias", n_out);
+  const size_t row = row_size(t.ggml_type(), n_in);
+  l.w_ = WeightView{f.tensor_data(t) + r0 * row, t.ggml_type(), r1 - r0, n_in};
+  if (bias && f.find_tensor(base + ".bias")) {
+    std::vector<float> b = load_vector(f, base + ".bias", n_out);
+    l.bias_.assign(b.begin() + r0, b.begin() + r1);
+  }
   return l;
 }
 
 void Linear::forward(const float* x, int64_t n_tok, float* y, ThreadPool& pool) const {
+  if (n_out() == 0) return;
   matmul(w_, x, n_tok, y, pool);
   if (!bias_.empty()) {
     for (int64_t t = 0; t < n_tok; ++t) {
@@ -61,6 +76,52 @@ void Linear::forward(const float* x, int64_t n_tok, float* y, ThreadPool& pool) 
       for (int64_t i = 0; i < n_out(); ++i) row[i] += bias_[i];
     }
   }
+}
+
+RowParallelLinear RowParallelLinear::load(const GgufFile& f, const std::string& base, int64_t n_in,
+                                          int64_t n_out, int64_t c0, int64_t c1) {
+  const GgufTensorInfo& t = expect_tensor(f, base + ".weight", n_in, n_out);
+  PL_CHECK(0 <= c0 && c0 <= c1 && c1 <= n_in);
+  RowParallelLinear l;
+  const GgmlType type = t.ggml_type();
+  const int64_t blk = type_traits(type).block_size;
+  const int64_t w0 = c0 / blk * blk;                              // widen to whole blocks
+  const int64_t w1 = std::min(n_in, (c1 + blk - 1) / blk * blk);
+  l.pad_front_ = c0 - w0;
+  l.n_slice_ = c1 - c0;
+  const int64_t wide = w1 - w0;
+  if (wide == n_in) {  // whole rows: point into the mapping
+    l.w_ = WeightView{f.tensor_data(t), type, n_out, n_in};
+    return l;
+  }
+  const size_t src_row = row_size(type, n_in), dst_row = row_size(type, wide);
+  const size_t skip = row_size(type, w0);
+  l.storage_.resize(dst_row * n_out);
+  const uint8_t* src = f.tensor_data(t);
+  for (int64_t r = 0; r < n_out; ++r)
+    std::memcpy(l.storage_.data() + r * dst_row, src + r * src_row + skip, dst_row);
+  l.w_ = WeightView{l.storage_.data(), type, n_out, wide};
+  return l;
+}
+
+size_t RowParallelLinear::weight_bytes() const {
+  return w_.n_cols == 0 ? 0 : row_size(w_.type, w_.n_cols) * static_cast<size_t>(w_.n_rows);
+}
+
+void RowParallelLinear::forward(const float* x, int64_t n_tok, float* y, ThreadPool& pool,
+                                Communicator* comm) {
+  const int64_t wide = w_.n_cols;
+  if (wide == 0 || n_slice_ == 0) {
+    std::fill(y, y + n_tok * n_out(), 0.0f);
+  } else if (wide == n_slice_) {
+    matmul(w_, x, n_tok, y, pool);
+  } else {  // widened slice: zero columns that belong to neighbouring ranks
+    xwide_.assign(static_cast<size_t>(n_tok * wide), 0.0f);
+    for (int64_t t = 0; t < n_tok; ++t)
+      std::copy_n(x + t * n_slice_, n_slice_, xwide_.data() + t * wide + pad_front_);
+    matmul(w_, xwide_.data(), n_tok, y, pool);
+  }
+  if (comm && comm->size() > 1) comm->all_reduce_sum(y, static_cast<size_t>(n_tok * n_out()));
 }
 
 }  // namespace parallama

@@ -8,19 +8,64 @@
 #include "gguf/gguf_file.h"
 #include "ops/nn.h"
 #include "ops/quant.h"
+#include "parallel/communicator.h"
+#include "parallel/world_config.h"
 
 namespace parallama {
 
-LlamaModel::LlamaModel(const GgufFile& f, const ModelConfig& cfg) : file_(f), cfg_(cfg) {
-  const int64_t E = cfg.n_embd, Dq = int64_t(cfg.n_head) * cfg.head_dim,
-                Dkv = int64_t(cfg.n_head_kv) * cfg.head_dim;
-  const GgufTensorInfo& emb = expect_tensor(f, "token_embd.weight", E, cfg.n_vocab);
-  tok_embd_ = WeightView{f.tensor_data(emb), emb.ggml_type(), cfg.n_vocab, E};
-  out_norm_ = load_vector(f, "output_norm.weight", E);
-  if (cfg.tied_output) {
-    output_ = Linear::load(f, "token_embd", E, cfg.n_vocab, false);
-  } else {
-    output_ = Linear::load(f, "output", E, cfg.n_vocab, false);
+namespace {
+
+void grow(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
+// [begin, end) of part `i` when n units are split over `parts` as evenly as
+// possible, the first n % parts parts taking one more.
+std::pair<int64_t, int64_t> even_split(int64_t n, int64_t parts, int64_t i) {
+  const int64_t base = n / parts, extra = n % parts;
+  const int64_t b = i * base + std::min(i, extra);
+  return {b, b + base + (i < extra ? 1 : 0)};
+}
+
+}  // namespace
+
+LlamaModel::LlamaModel(const GgufFile& f, const ModelConfig& cfg, const ModelShard& shard)
+    : file_(f), cfg_(cfg), shard_(shard) {
+  if (shard_.layer_end < 0) shard_.layer_end = cfg.n_layer;
+  PL_CHECK(0 <= shard_.layer_begin && shard_.layer_begin < shard_.layer_end &&
+           shard_.layer_end <= cfg.n_layer);
+  PL_CHECK(shard_.tp >= 1 && shard_.tp_rank >= 0 && shard_.tp_rank < shard_.tp);
+  PL_CHECK_MSG(shard_.tp == 1 || shard_.tp_comm, "tp > 1 needs a TP communicator");
+  const int64_t E = cfg.n_embd, hd = cfg.head_dim;
+  const int64_t Dq = int64_t(cfg.n_head) * hd;
+  const int64_t Dkv = int64_t(cfg.n_head_kv) * hd;
+
+  // Heads: query heads split evenly, kv heads covering them (replicated at boundaries).
+  const HeadShard hs = WorldConfig::head_shard(cfg.n_head, cfg.n_head_kv, shard_.tp, shard_.tp_rank);
+  q_begin_ = hs.q_begin;
+  n_q_ = hs.n_q();
+  kv_begin_ = hs.kv_begin;
+  n_kv_ = hs.n_kv();
+
+  auto count = [&](const WeightView& w) {
+    weight_bytes_ += row_size(w.type, w.n_cols) * static_cast<size_t>(w.n_rows);
+  };
+
+  if (shard_.first_stage()) {
+    const GgufTensorInfo& emb = expect_tensor(f, "token_embd.weight", E, cfg.n_vocab);
+    tok_embd_ = WeightView{f.tensor_data(emb), emb.ggml_type(), cfg.n_vocab, E};
+  }
+  if (shard_.last_stage(cfg.n_layer)) {
+    out_norm_ = load_vector(f, "output_norm.weight", E);
+    for (int32_t r = 0; r < shard_.tp; ++r) {
+      auto [b, e] = even_split(cfg.n_vocab, shard_.tp, r);
+      vocab_counts_.push_back(static_cast<int32_t>(e - b));
+      if (r == shard_.tp_rank) vocab_begin_ = static_cast<int32_t>(b);
+    }
+    const std::string out = cfg.tied_output ? "token_embd" : "output";
+    output_ = Linear::load_rows(f, out, E, cfg.n_vocab, vocab_begin_,
+                                vocab_begin_ + vocab_counts_[shard_.tp_rank], false);
+    count(output_.weight());
   }
   rope_.type = cfg.rope_type;
   rope_.n_rot = cfg.n_rot;
@@ -30,48 +75,64 @@ LlamaModel::LlamaModel(const GgufFile& f, const ModelConfig& cfg) : file_(f), cf
     rope_freqs_ = load_vector(f, "rope_freqs.weight", cfg.n_rot / 2);
     rope_.freq_factors = rope_freqs_.data();
   }
-  layers_.resize(cfg.n_layer);
-  for (int32_t il = 0; il < cfg.n_layer; ++il) {
+
+  // MLP width split in whole blocks of ffn_down's type where possible.
+  const GgufTensorInfo* down = f.find_tensor("blk.0.ffn_down.weight");
+  const int64_t unit = down ? std::max<int64_t>(1, type_traits(down->type).block_size) : 1;
+  const int64_t ff_units = cfg.n_ff % unit == 0 && cfg.n_ff / unit >= shard_.tp ? cfg.n_ff / unit : cfg.n_ff;
+  const int64_t ff_unit = ff_units == cfg.n_ff ? 1 : unit;
+  auto [fu0, fu1] = even_split(ff_units, shard_.tp, shard_.tp_rank);
+  const int64_t f0 = fu0 * ff_unit, f1 = fu1 * ff_unit;
+  ff_ = static_cast<int32_t>(f1 - f0);
+
+  const int64_t q0 = int64_t(q_begin_) * hd, q1 = int64_t(q_begin_ + n_q_) * hd;
+  const int64_t k0 = int64_t(kv_begin_) * hd, k1 = int64_t(kv_begin_ + n_kv_) * hd;
+  for (int32_t il = shard_.layer_begin; il < shard_.layer_end; ++il) {
     const std::string b = "blk." + std::to_string(il) + ".";
-    LlamaLayer& L = layers_[il];
+    LlamaLayer L;
     L.attn_norm = load_vector(f, b + "attn_norm.weight", E);
-    L.wq = Linear::load(f, b + "attn_q", E, Dq, true);
-    L.wk = Linear::load(f, b + "attn_k", E, Dkv, true);
-    L.wv = Linear::load(f, b + "attn_v", E, Dkv, true);
-    L.wo = Linear::load(f, b + "attn_output", Dq, E, false);
+    L.wq = Linear::load_rows(f, b + "attn_q", E, Dq, q0, q1, true);
+    L.wk = Linear::load_rows(f, b + "attn_k", E, Dkv, k0, k1, true);
+    L.wv = Linear::load_rows(f, b + "attn_v", E, Dkv, k0, k1, true);
+    L.wo = RowParallelLinear::load(f, b + "attn_output", Dq, E, q0, q1);
     L.ffn_norm = load_vector(f, b + "ffn_norm.weight", E);
-    L.w_gate = Linear::load(f, b + "ffn_gate", E, cfg.n_ff, false);
-    L.w_up = Linear::load(f, b + "ffn_up", E, cfg.n_ff, false);
-    L.w_down = Linear::load(f, b + "ffn_down", cfg.n_ff, E, false);
+    L.w_gate = Linear::load_rows(f, b + "ffn_gate", E, cfg.n_ff, f0, f1, false);
+    L.w_up = Linear::load_rows(f, b + "ffn_up", E, cfg.n_ff, f0, f1, false);
+    L.w_down = RowParallelLinear::load(f, b + "ffn_down", cfg.n_ff, E, f0, f1);
+    for (const Linear* l : {&L.wq, &L.wk, &L.wv, &L.w_gate, &L.w_up}) count(l->weight());
+    weight_bytes_ += L.wo.weight_bytes() + L.w_down.weight_bytes();
+    layers_.push_back(std::move(L));
   }
 }
 
 KvCacheShape LlamaModel::kv_shape(int32_t n_blocks, int32_t block_size) const {
   KvCacheShape s;
-  s.n_layers = cfg_.n_layer;
+  s.n_layers = n_local_layers();
   s.n_blocks = n_blocks;
   s.block_size = block_size;
-  s.n_kv_heads = cfg_.n_head_kv;
+  s.n_kv_heads = n_kv_;
   s.head_dim = cfg_.head_dim;
   return s;
 }
 
-namespace {
-void grow(std::vector<float>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-}
-}  // namespace
-
 void LlamaModel::forward(const Batch& batch, KvCache& kv, std::vector<float>& logits,
                          ThreadPool& pool) {
+  PL_CHECK_MSG(shard_.first_stage() && shard_.last_stage(cfg_.n_layer),
+               "this rank holds one pipeline stage; use forward(batch, kv, StageIO&, pool)");
+  StageIO io;
+  io.logits.swap(logits);
+  forward(batch, kv, io, pool);
+  logits.swap(io.logits);
+}
+
+void LlamaModel::forward(const Batch& batch, KvCache& kv, StageIO& io, ThreadPool& pool) {
   const int64_t T = batch.n_tokens();
   PL_CHECK_MSG(T > 0, "empty batch");
   PL_CHECK(batch.positions.size() == batch.tokens.size());
-  const int64_t E = cfg_.n_embd, Dq = int64_t(cfg_.n_head) * cfg_.head_dim,
-                Dkv = int64_t(cfg_.n_head_kv) * cfg_.head_dim, F = cfg_.n_ff;
+  const int64_t E = cfg_.n_embd, hd = cfg_.head_dim;
+  const int64_t Dq = int64_t(n_q_) * hd, Dkv = int64_t(n_kv_) * hd, F = ff_;
   const KvCacheShape& ks = kv.shape();
-  PL_CHECK(ks.n_layers == cfg_.n_layer && ks.n_kv_heads == cfg_.n_head_kv &&
-           ks.head_dim == cfg_.head_dim);
+  PL_CHECK(ks.n_layers == n_local_layers() && ks.n_kv_heads == n_kv_ && ks.head_dim == hd);
   int32_t max_ctx = 0;
   for (const BatchSeq& s : batch.seqs) {
     PL_CHECK_MSG(s.block_table != nullptr, "sequence without a block table");
@@ -91,25 +152,31 @@ void LlamaModel::forward(const Batch& batch, KvCache& kv, std::vector<float>& lo
   grow(out_, T * E);
   grow(scores_, size_t(pool.size()) * max_ctx);
 
-  // Embedding lookup.
-  const size_t emb_row = row_size(tok_embd_.type, E);
-  for (int64_t t = 0; t < T; ++t) {
-    const int32_t id = batch.tokens[t];
-    if (id < 0 || id >= cfg_.n_vocab)
-      PL_THROW("token id " << id << " is outside the vocabulary [0, " << cfg_.n_vocab << ")");
-    dequantize_row(tok_embd_.type, static_cast<const uint8_t*>(tok_embd_.data) + id * emb_row,
-                   x_.data() + t * E, E);
+  if (shard_.first_stage()) {  // embedding lookup
+    const size_t emb_row = row_size(tok_embd_.type, E);
+    for (int64_t t = 0; t < T; ++t) {
+      const int32_t id = batch.tokens[t];
+      if (id < 0 || id >= cfg_.n_vocab)
+        PL_THROW("token id " << id << " is outside the vocabulary [0, " << cfg_.n_vocab << ")");
+      dequantize_row(tok_embd_.type, static_cast<const uint8_t*>(tok_embd_.data) + id * emb_row,
+                     x_.data() + t * E, E);
+    }
+  } else {
+    PL_CHECK_MSG(int64_t(io.hidden.size()) == T * E, "stage input has " << io.hidden.size()
+                                                                         << " floats, expected " << T * E);
+    std::copy_n(io.hidden.data(), T * E, x_.data());
   }
 
-  for (int32_t il = 0; il < cfg_.n_layer; ++il) {
-    const LlamaLayer& L = layers_[il];
+  Communicator* comm = shard_.tp > 1 ? shard_.tp_comm : nullptr;
+  for (int32_t il = 0; il < n_local_layers(); ++il) {
+    LlamaLayer& L = layers_[il];
     for (int64_t t = 0; t < T; ++t)
       nn::rms_norm(x_.data() + t * E, L.attn_norm.data(), h_.data() + t * E, E, cfg_.rms_eps);
     L.wq.forward(h_.data(), T, q_.data(), pool);
     L.wk.forward(h_.data(), T, k_.data(), pool);
     L.wv.forward(h_.data(), T, v_.data(), pool);
     attention(batch, kv, il, pool);
-    L.wo.forward(attn_.data(), T, out_.data(), pool);
+    L.wo.forward(attn_.data(), T, out_.data(), pool, comm);
     nn::add_inplace(x_.data(), out_.data(), T * E);
 
     for (int64_t t = 0; t < T; ++t)
@@ -117,10 +184,14 @@ void LlamaModel::forward(const Batch& batch, KvCache& kv, std::vector<float>& lo
     L.w_gate.forward(h_.data(), T, gate_.data(), pool);
     L.w_up.forward(h_.data(), T, up_.data(), pool);
     nn::silu_mul(gate_.data(), up_.data(), gate_.data(), T * F);
-    L.w_down.forward(gate_.data(), T, out_.data(), pool);
+    L.w_down.forward(gate_.data(), T, out_.data(), pool, comm);
     nn::add_inplace(x_.data(), out_.data(), T * E);
   }
 
+  if (!shard_.last_stage(cfg_.n_layer)) {
+    io.hidden.assign(x_.begin(), x_.begin() + T * E);
+    return;
+  }
   // Final norm and output head for the last token of each sequence that wants logits.
   const int64_t n_out = batch.n_outputs();
   int64_t r = 0;
@@ -130,13 +201,33 @@ void LlamaModel::forward(const Batch& batch, KvCache& kv, std::vector<float>& lo
     nn::rms_norm(x_.data() + t * E, out_norm_.data(), h_.data() + r * E, E, cfg_.rms_eps);
     ++r;
   }
-  logits.resize(size_t(n_out) * cfg_.n_vocab);
-  if (n_out > 0) output_.forward(h_.data(), n_out, logits.data(), pool);
+  const int64_t V = cfg_.n_vocab;
+  io.logits.resize(size_t(n_out) * V);
+  if (n_out == 0) return;
+  if (!comm) {
+    output_.forward(h_.data(), n_out, io.logits.data(), pool);
+    return;
+  }
+  // Vocab-parallel head: each rank computes its rows, then gather and interleave.
+  const int64_t nv = output_.n_out();
+  grow(part_, n_out * nv);
+  output_.forward(h_.data(), n_out, part_.data(), pool);
+  std::vector<size_t> counts;
+  for (int32_t c : vocab_counts_) counts.push_back(size_t(c) * n_out);
+  grow(gathered_, n_out * V);
+  comm->all_gatherv(part_.data(), counts, gathered_.data());
+  int64_t off = 0, v0 = 0;
+  for (int32_t c : vocab_counts_) {
+    for (int64_t row = 0; row < n_out; ++row)
+      std::copy_n(gathered_.data() + off + row * c, c, io.logits.data() + row * V + v0);
+    off += int64_t(c) * n_out;
+    v0 += c;
+  }
 }
 
 void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPool& pool) {
-  const int32_t hd = cfg_.head_dim, n_kv = cfg_.n_head_kv, group = cfg_.n_head / n_kv;
-  const int64_t Dq = int64_t(cfg_.n_head) * hd, Dkv = int64_t(n_kv) * hd;
+  const int32_t hd = cfg_.head_dim, group = cfg_.n_head / cfg_.n_head_kv;
+  const int64_t Dq = int64_t(n_q_) * hd, Dkv = int64_t(n_kv_) * hd;
   const int32_t bs = kv.block_size();
   const int64_t T = batch.n_tokens();
 
@@ -146,20 +237,20 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
       const int64_t t = s.token_begin + i;
       const int32_t pos = batch.positions[t];
       PL_CHECK_MSG(pos >= 0 && pos < s.n_ctx, "position " << pos << " outside context " << s.n_ctx);
-      nn::rope(q_.data() + t * Dq, cfg_.n_head, hd, pos, rope_);
-      nn::rope(k_.data() + t * Dkv, n_kv, hd, pos, rope_);
+      nn::rope(q_.data() + t * Dq, n_q_, hd, pos, rope_);
+      nn::rope(k_.data() + t * Dkv, n_kv_, hd, pos, rope_);
       const int32_t block = (*s.block_table)[pos / bs];
-      for (int32_t h = 0; h < n_kv; ++h) {
+      for (int32_t h = 0; h < n_kv_; ++h) {
         std::copy_n(k_.data() + t * Dkv + h * hd, hd, kv.k(il, block, h) + (pos % bs) * hd);
         std::copy_n(v_.data() + t * Dkv + h * hd, hd, kv.v(il, block, h) + (pos % bs) * hd);
       }
     }
   }
 
-  // One work item per (token, kv head): its query group attends causally.
-  const int64_t n_items = T * n_kv;
-  // Token index -> sequence index.
-  std::vector<int32_t> seq_of(T);
+  // One work item per (token, local kv head): the local query heads of that
+  // kv head's group attend causally over the sequence's cached positions.
+  const int64_t n_items = T * n_kv_;
+  std::vector<int32_t> seq_of(T);  // token index -> sequence index
   for (int32_t si = 0; si < batch.n_seqs(); ++si)
     for (int32_t i = 0; i < batch.seqs[si].n_tokens; ++i) seq_of[batch.seqs[si].token_begin + i] = si;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -167,8 +258,13 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
   pool.run([&](int ith, int nth) {
     std::vector<const float*> kb, vb;
     for (int64_t item = ith; item < n_items; item += nth) {
-      const int64_t t = item / n_kv;
-      const int32_t h = static_cast<int32_t>(item % n_kv);
+      const int64_t t = item / n_kv_;
+      const int32_t h = static_cast<int32_t>(item % n_kv_);
+      // Local query heads [qa, qb) belonging to global kv head kv_begin_ + h.
+      const int32_t g = kv_begin_ + h;
+      const int32_t qa = std::max(g * group, q_begin_) - q_begin_;
+      const int32_t qb = std::min((g + 1) * group, q_begin_ + n_q_) - q_begin_;
+      if (qb <= qa) continue;
       const BatchSeq& s = batch.seqs[seq_of[t]];
       const int32_t n_ctx = batch.positions[t] + 1;  // causal
       const int32_t n_blk = (n_ctx + bs - 1) / bs;
@@ -179,9 +275,8 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
         vb[b] = kv.v(il, (*s.block_table)[b], h);
       }
       PagedKv pk{kb.data(), vb.data(), bs, hd};
-      nn::attend(q_.data() + t * Dq + int64_t(h) * group * hd, group, pk, n_ctx, scale,
-                 attn_.data() + t * Dq + int64_t(h) * group * hd,
-                 scores_.data() + ith * score_stride);
+      nn::attend(q_.data() + t * Dq + int64_t(qa) * hd, qb - qa, pk, n_ctx, scale,
+                 attn_.data() + t * Dq + int64_t(qa) * hd, scores_.data() + ith * score_stride);
     }
   });
 }

@@ -15,55 +15,94 @@
 namespace parallama {
 
 class GgufFile;
+class Communicator;
 
+// The part of the model this rank holds: a contiguous range of layers (its
+// pipeline stage) and, within it, a tensor-parallel slice of every layer.
+struct ModelShard {
+  int32_t layer_begin = 0;
+  int32_t layer_end = -1;  // -1: through the last layer
+  int32_t tp = 1;
+  int32_t tp_rank = 0;
+  Communicator* tp_comm = nullptr;  // all-reduce / gather over the TP group; null when tp == 1
+
+  bool first_stage() const { return layer_begin == 0; }
+  bool last_stage(int32_t n_layer) const { return layer_end < 0 || layer_end == n_layer; }
+};
+
+// What flows between pipeline stages and out of the last one.
+struct StageIO {
+  std::vector<float> hidden;  // [n_tokens, n_embd]: input of a non-first stage, output of a non-last one
+  std::vector<float> logits;  // [n_outputs, n_vocab]: last stage only
+};
+
+// One decoder block; shapes are this rank's shard (q: local query heads,
+// kv: local kv heads, ff: local slice of the MLP width).
 struct LlamaLayer {
-  std::vector<float> attn_norm;  // [n_embd] f32
-  Linear wq;                     // [n_head*head_dim, n_embd]
-  Linear wk;                     // [n_head_kv*head_dim, n_embd]
-  Linear wv;                     // [n_head_kv*head_dim, n_embd]
-  Linear wo;                     // [n_embd, n_head*head_dim]
-  std::vector<float> ffn_norm;   // [n_embd] f32
-  Linear w_gate;                 // [n_ff, n_embd]
-  Linear w_up;                   // [n_ff, n_embd]
-  Linear w_down;                 // [n_embd, n_ff]
+  std::vector<float> attn_norm;  // [n_embd] f32 (replicated)
+  Linear wq;                     // [q*head_dim, n_embd]   column-parallel by heads
+  Linear wk;                     // [kv*head_dim, n_embd]  column-parallel by kv heads
+  Linear wv;                     // [kv*head_dim, n_embd]
+  RowParallelLinear wo;          // [n_embd, q*head_dim]   row-parallel + all-reduce
+  std::vector<float> ffn_norm;   // [n_embd] f32 (replicated)
+  Linear w_gate;                 // [ff, n_embd]           column-parallel
+  Linear w_up;                   // [ff, n_embd]
+  RowParallelLinear w_down;      // [n_embd, ff]           row-parallel + all-reduce
 };
 
 class LlamaModel {
  public:
-  // Weights stay in the mapping of `file`, which must outlive the model.
-  LlamaModel(const GgufFile& file, const ModelConfig& cfg);
+  // Loads this rank's shard; weights stay in the mapping of `file` (which must
+  // outlive the model) except row-parallel slices, which are copied.
+  LlamaModel(const GgufFile& file, const ModelConfig& cfg, const ModelShard& shard = {});
 
   const ModelConfig& config() const { return cfg_; }
-  // A cache sized for this model: n_blocks blocks of block_size tokens.
+  const ModelShard& shard() const { return shard_; }
+  int32_t n_local_layers() const { return static_cast<int32_t>(layers_.size()); }
+  // A cache for this rank's layers and kv heads: n_blocks blocks of block_size tokens.
   KvCacheShape kv_shape(int32_t n_blocks, int32_t block_size) const;
+  // Bytes of weights this rank reads (its shard), and of those it copied out.
+  size_t weight_bytes() const { return weight_bytes_; }
 
-  // Runs the batch, writes K/V of its tokens into the cache and fills
-  // logits: [batch.n_outputs(), n_vocab] f32, one row per sequence that wants logits.
+  // Runs this stage on the batch: embeds tokens (first stage) or reads
+  // io.hidden, writes K/V of its tokens into the cache, and leaves io.hidden
+  // (non-last stage) or io.logits (last stage: one row per sequence that wants logits).
+  void forward(const Batch& batch, KvCache& kv, StageIO& io, ThreadPool& pool);
+  // Single-rank convenience: logits [batch.n_outputs(), n_vocab].
   void forward(const Batch& batch, KvCache& kv, std::vector<float>& logits, ThreadPool& pool);
 
  private:
-  void attention(const Batch& batch, KvCache& kv, int32_t layer, ThreadPool& pool);
+  void attention(const Batch& batch, KvCache& kv, int32_t local_layer, ThreadPool& pool);
 
   const GgufFile& file_;
   ModelConfig cfg_;
+  ModelShard shard_;
+  int32_t q_begin_ = 0, n_q_ = 0;    // local query heads (global index of the first)
+  int32_t kv_begin_ = 0, n_kv_ = 0;  // local kv heads
+  int32_t ff_ = 0;                   // local MLP width
+  int32_t vocab_begin_ = 0;          // first vocab row of the local output shard
+  std::vector<int32_t> vocab_counts_;  // [tp] output rows per TP rank
+  size_t weight_bytes_ = 0;
   RopeParams rope_;
   std::vector<float> rope_freqs_;  // [n_rot/2] optional (rope_freqs.weight)
   WeightView tok_embd_;            // [n_vocab, n_embd]
   std::vector<float> out_norm_;    // [n_embd] f32
-  Linear output_;                  // [n_vocab, n_embd]
+  Linear output_;                  // [local vocab, n_embd] vocab-parallel
   std::vector<LlamaLayer> layers_;
 
   // Scratch, grown to the largest batch seen.
   std::vector<float> x_;       // [n_tokens, n_embd] residual stream
   std::vector<float> h_;       // [n_tokens, n_embd] normed input
-  std::vector<float> q_;       // [n_tokens, n_head*head_dim]
-  std::vector<float> k_;       // [n_tokens, n_head_kv*head_dim]
-  std::vector<float> v_;       // [n_tokens, n_head_kv*head_dim]
-  std::vector<float> attn_;    // [n_tokens, n_head*head_dim]
-  std::vector<float> gate_;    // [n_tokens, n_ff]
-  std::vector<float> up_;      // [n_tokens, n_ff]
+  std::vector<float> q_;       // [n_tokens, q*head_dim]
+  std::vector<float> k_;       // [n_tokens, kv*head_dim]
+  std::vector<float> v_;       // [n_tokens, kv*head_dim]
+  std::vector<float> attn_;    // [n_tokens, q*head_dim]
+  std::vector<float> gate_;    // [n_tokens, ff]
+  std::vector<float> up_;      // [n_tokens, ff]
   std::vector<float> out_;     // [n_tokens, n_embd]
   std::vector<float> scores_;  // [n_threads, max_ctx]
+  std::vector<float> part_;    // [n_outputs, local vocab] logits shard before the gather
+  std::vector<float> gathered_;  // [n_outputs * n_vocab] rank-major gather
 };
 
 }  // namespace parallama

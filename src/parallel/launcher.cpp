@@ -63,8 +63,9 @@ std::string find_on_path(const std::string& name) {
   std::stringstream ss(path ? path : "/usr/local/bin:/usr/bin:/bin");
   std::string dir;
   while (std::getline(ss, dir, ':')) {
-    if (dir.empty()) dir = ".";
-    std::string p = dir + "/" + name;
+    std::string p = dir.empty() ? std::string(1, '.') : dir;  // empty entry = cwd
+    p += '/';
+    p += name;
     if (access(p.c_str(), X_OK) == 0) return p;
   }
   return "";

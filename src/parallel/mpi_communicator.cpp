@@ -4,6 +4,7 @@
 
 #include <climits>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 
 #include "core/check.h"
@@ -14,8 +15,9 @@ namespace {
 std::string mpi_error_string(int rc) {
   char buf[MPI_MAX_ERROR_STRING];
   int len = 0;
-  if (MPI_Error_string(rc, buf, &len) != MPI_SUCCESS) return "MPI error " + std::to_string(rc);
-  return std::string(buf, len);
+  if (MPI_Error_string(rc, buf, &len) == MPI_SUCCESS) return std::string(buf, len);
+  std::string s = "MPI error ";  // (not "lit" + str: GCC 12 -Wrestrict false positive)
+  return s += std::to_string(rc);
 }
 
 int to_int_count(size_t n, const char* what) {
@@ -100,7 +102,7 @@ struct MpiCommunicator::Impl {
 
   void check_p2p(int rc, const char* op, int peer) const {
     if (rc == MPI_SUCCESS) return;
-    PL_THROW("MPI " << op << (std::string(op) == "send" ? " to" : " from") << " world rank "
+    PL_THROW("MPI " << op << (std::strcmp(op, "send") == 0 ? " to" : " from") << " world rank "
                     << world_ranks[peer] << " failed on world rank " << world_ranks[rank]
                     << ": " << mpi_error_string(rc));
   }
@@ -218,7 +220,7 @@ std::unique_ptr<Communicator> make_tp_communicator(const MpiContext& ctx, const 
   MPI_Comm c;
   int rc = MPI_Comm_split(MPI_COMM_WORLD, cfg.pp_rank(), cfg.tp_rank(), &c);
   if (rc != MPI_SUCCESS) PL_THROW("MPI_Comm_split failed: " << mpi_error_string(rc));
-  std::string label = "tp group of stage ";  // (not "lit" + str: GCC 12 -Wrestrict false positive)
+  std::string label = "tp group of stage ";
   label += std::to_string(cfg.pp_rank());
   auto comm = wrap(c, std::move(label));
   PL_CHECK_MSG(comm->rank() == cfg.tp_rank() && comm->size() == cfg.tp,

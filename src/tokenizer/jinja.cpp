@@ -174,20 +174,34 @@ class Renderer {
     return Flow::Normal;
   }
 
-  Value loop_object(size_t i, const std::vector<Value>& items) {
+  // The `loop` variable; built directly (keys are distinct) since it is made per iteration.
+  static Value loop_object(size_t i, const std::vector<Value>& items) {
     int64_t n = static_cast<int64_t>(items.size()), k = static_cast<int64_t>(i);
-    std::vector<std::pair<Value, Value>> kv = {
-        {"index", k + 1},    {"index0", k},         {"revindex", n - k},    {"revindex0", n - k - 1},
-        {"first", k == 0},   {"last", k == n - 1},  {"length", n},          {"depth", 1},
-        {"depth0", 0},
-    };
-    if (i > 0) kv.emplace_back("previtem", items[i - 1]);
-    if (k + 1 < n) kv.emplace_back("nextitem", items[i + 1]);
+    auto d = std::make_shared<Dict>();
+    auto& kv = d->items;
+    kv.reserve(12);
+    kv.emplace_back("index", k + 1);
+    kv.emplace_back("index0", k);
+    kv.emplace_back("revindex", n - k);
+    kv.emplace_back("revindex0", n - k - 1);
+    kv.emplace_back("first", k == 0);
+    kv.emplace_back("last", k == n - 1);
+    kv.emplace_back("length", n);
+    kv.emplace_back("depth", 1);
+    kv.emplace_back("depth0", 0);
+    if (i > 0) {
+      kv.emplace_back("previtem", items[i - 1]);
+      d->depth = std::max(d->depth, items[i - 1].depth() + 1);
+    }
+    if (k + 1 < n) {
+      kv.emplace_back("nextitem", items[i + 1]);
+      d->depth = std::max(d->depth, items[i + 1].depth() + 1);
+    }
     kv.emplace_back("cycle", Value::function("cycle", [k](const Args& a) {
                       if (a.pos.empty()) PL_THROW("no items for cycling given");
                       return a.pos[static_cast<size_t>(k) % a.pos.size()];
                     }));
-    return Value::dict(std::move(kv));
+    return Value(std::move(d));
   }
 
   Flow exec_for(const Stmt& s) {

@@ -343,10 +343,13 @@ Value get_attr(const Value& obj, const std::string& name) {
       if (!m.is_undefined()) return m;
     }
     if (const Value* v = obj.get_dict()->find(Value(name))) return *v;
-    return Value::undefined("'" + std::string(obj.is_namespace() ? "Namespace" : "dict object") +
-                            "' has no attribute '" + name + "'");
   }
-  return Value::undefined("'" + obj.type_name() + " object' has no attribute '" + name + "'");
+  std::string msg = "'";  // built by appending: GCC 12 misfires -Wrestrict on "lit" + std::string
+  msg += obj.is_dict() ? (obj.is_namespace() ? "Namespace" : "dict object") : obj.type_name() + " object";
+  msg += "' has no attribute '";
+  msg += name;
+  msg += "'";
+  return Value::undefined(std::move(msg));
 }
 
 Value get_item(const Value& obj, const Value& key) {
@@ -364,7 +367,11 @@ Value get_item(const Value& obj, const Value& key) {
       int64_t n = static_cast<int64_t>(items.size());
       if (i < 0) i += n;
       if (i >= 0 && i < n) return items[i];
-      return Value::undefined("'" + obj.type_name() + " object' has no element " + std::to_string(key.as_int()));
+      std::string msg = "'";
+      msg += obj.type_name();
+      msg += " object' has no element ";
+      msg += std::to_string(key.as_int());
+      return Value::undefined(std::move(msg));
     }
     auto chars = utf8_chars(obj.get_string());
     int64_t n = static_cast<int64_t>(chars.size());
@@ -373,7 +380,11 @@ Value get_item(const Value& obj, const Value& key) {
     return Value::undefined("'str object' has no element " + std::to_string(key.as_int()));
   }
   if (key.is_string()) return get_attr(obj, key.get_string());
-  return Value::undefined("'" + obj.type_name() + " object' has no element " + key.repr());
+  std::string msg = "'";
+  msg += obj.type_name();
+  msg += " object' has no element ";
+  msg += key.repr();
+  return Value::undefined(std::move(msg));
 }
 
 Value slice_value(const Value& obj, const Value& start, const Value& stop, const Value& step) {

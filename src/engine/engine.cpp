@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/check.h"
+#include "parallel/communicator.h"
 
 namespace parallama {
 
@@ -49,7 +50,8 @@ void prefault(const GgufFile& f, bool progress) {
 
 }  // namespace
 
-std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOptions& opt) {
+std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOptions& opt,
+                                     const ParallelSetup* par) {
   std::unique_ptr<Engine> e(new Engine());
   e->file_ = GgufFile::open(path);
   const ModelConfig cfg = ModelConfig::from_gguf(*e->file_);
@@ -57,8 +59,21 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOption
   if (e->tokenizer_->n_vocab() != cfg.n_vocab)
     PL_THROW(path << ": tokenizer has " << e->tokenizer_->n_vocab()
                   << " tokens but token_embd has " << cfg.n_vocab << " rows");
-  e->model_ = std::make_unique<LlamaModel>(*e->file_, cfg);
-  prefault(*e->file_, opt.progress);
+  ModelShard shard;
+  if (par) {
+    e->par_ = std::make_unique<ParallelSetup>(*par);
+    const WorldConfig& w = par->world;
+    auto [l0, l1] = w.layer_range();
+    shard.layer_begin = l0;
+    shard.layer_end = l1;
+    shard.tp = w.tp;
+    shard.tp_rank = w.tp_rank();
+    shard.tp_comm = par->tp;
+  }
+  e->model_ = std::make_unique<LlamaModel>(*e->file_, cfg, shard);
+  // A shard touches only its own pages; faulting in the whole file would make
+  // every rank resident for all weights.
+  if (!par) prefault(*e->file_, opt.progress);
   if (opt.n_ctx <= 0 || opt.block_size <= 0)
     PL_THROW("context size and block size must be positive (got " << opt.n_ctx << ", "
                                                                    << opt.block_size << ")");
@@ -73,6 +88,9 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOption
 std::vector<GenerateResult> Engine::generate(const std::vector<GenerateRequest>& reqs,
                                              GenerateStats* stats,
                                              const std::function<void(size_t, int32_t)>& on_token) {
+  if (par_ && par_->world.pp > 1) return generate_pipelined(reqs, stats, on_token);
+  const double t_start = now_s();
+  const double comm0 = par_ && par_->tp ? par_->tp->stats().seconds : 0.0;
   const size_t n = reqs.size();
   std::vector<GenerateResult> res(n);
   std::vector<std::vector<int32_t>> tables(n);
@@ -137,8 +155,14 @@ std::vector<GenerateResult> Engine::generate(const std::vector<GenerateRequest>&
     order.push_back(i);
     if (stats) stats->prompt_tokens += static_cast<int64_t>(p.size());
   }
-  if (!order.empty()) {
+  double compute = 0;
+  auto forward = [&] {
+    const double c0 = now_s();
     model_->forward(batch, *kv_, logits, *pool_);
+    compute += now_s() - c0;
+  };
+  if (!order.empty()) {
+    forward();
     consume(order);
   }
   double t1 = now_s();
@@ -155,11 +179,16 @@ std::vector<GenerateResult> Engine::generate(const std::vector<GenerateRequest>&
       order.push_back(i);
     }
     if (order.empty()) break;
-    model_->forward(batch, *kv_, logits, *pool_);
+    forward();
     if (stats) stats->decode_tokens += static_cast<int64_t>(order.size());
     consume(order);
   }
-  if (stats) stats->decode_s += now_s() - t1;
+  if (stats) {
+    stats->decode_s += now_s() - t1;
+    stats->compute_s += compute;
+    stats->comm_s += (par_ && par_->tp ? par_->tp->stats().seconds : 0.0) - comm0;
+    stats->wall_s += now_s() - t_start;
+  }
   return res;
 }
 

@@ -11,6 +11,7 @@
 #include "core/thread_pool.h"
 #include "gguf/gguf_file.h"
 #include "model/llama.h"
+#include "parallel/world_config.h"
 #include "runtime/kv_cache.h"
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
@@ -39,31 +40,51 @@ struct GenerateResult {
 struct GenerateStats {
   int64_t prompt_tokens = 0;
   int64_t decode_tokens = 0;
-  double prompt_s = 0;   // wall time of prefill
+  double prompt_s = 0;   // wall time of prefill (single stage) or of the first round of micro-batches
   double decode_s = 0;   // wall time of decode steps
+  double compute_s = 0;  // time inside this rank's forward passes (TP all-reduces included)
+  double comm_s = 0;     // time inside communication calls (TP collectives + stage messages)
+  double wall_s = 0;     // whole generate() call
+};
+
+// This rank's place in a TP x PP world and its communicators (not owned).
+struct ParallelSetup {
+  WorldConfig world;
+  Communicator* tp = nullptr;    // this stage's TP group
+  Communicator* pipe = nullptr;  // stage-to-stage messages, world ranks
 };
 
 class Engine {
  public:
-  static std::unique_ptr<Engine> load(const std::string& model_path, const EngineOptions& opt);
+  // Loads the whole model, or with `par` this rank's shard of it.
+  static std::unique_ptr<Engine> load(const std::string& model_path, const EngineOptions& opt,
+                                      const ParallelSetup* par = nullptr);
 
   const GgufFile& file() const { return *file_; }
   const ModelConfig& config() const { return model_->config(); }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   int threads() const { return pool_->size(); }
 
-  // on_token(request index, token id) is called as tokens are produced.
+  // on_token(request index, token id) is called as tokens are produced. Under
+  // TP x PP every rank calls generate() with the same requests; results are
+  // complete on the first stage (and with pp == 1 on every rank).
   std::vector<GenerateResult> generate(const std::vector<GenerateRequest>& reqs,
                                        GenerateStats* stats = nullptr,
                                        const std::function<void(size_t, int32_t)>& on_token = {});
 
   // Raw access for benchmarks and tests.
   LlamaModel& model() { return *model_; }
+  const LlamaModel& model() const { return *model_; }
   KvCache& kv() { return *kv_; }
   ThreadPool& pool() { return *pool_; }
+  const ParallelSetup* parallel() const { return par_.get(); }
 
  private:
   Engine() = default;
+  std::vector<GenerateResult> generate_pipelined(const std::vector<GenerateRequest>& reqs,
+                                                 GenerateStats* stats,
+                                                 const std::function<void(size_t, int32_t)>& on_token);
+  std::unique_ptr<ParallelSetup> par_;
   std::unique_ptr<GgufFile> file_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<LlamaModel> model_;

@@ -10,6 +10,8 @@
 #include "cli/commands.h"
 #include "core/check.h"
 #include "engine/engine.h"
+#include "cli/parallel_run.h"
+#include "parallel/launcher.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/stream_decoder.h"
 
@@ -29,6 +31,7 @@ struct GenerateArgs {
   int ctx = 4096;
   bool json = false;
   bool ignore_eos = false;
+  ParallelArgs par;
 };
 
 std::vector<int32_t> build_prompt(const Engine& e, const GenerateArgs& a, const std::string& text) {
@@ -44,7 +47,7 @@ std::vector<int32_t> build_prompt(const Engine& e, const GenerateArgs& a, const 
   return tok.encode(ct.apply(msgs, /*add_generation_prompt=*/true), true, true);
 }
 
-int run_generate(const GenerateArgs& a) {
+int run_generate_on(const GenerateArgs& a, ParallelRun* run) {
   std::vector<std::string> prompts = a.prompts;
   if (!a.prompts_file.empty()) {
     std::ifstream in(a.prompts_file);
@@ -55,11 +58,14 @@ int run_generate(const GenerateArgs& a) {
   if (prompts.empty()) PL_THROW("no prompt: give -p TEXT or --prompts FILE");
   if (a.n_predict < 0) PL_THROW("-n must be >= 0");
 
+  const bool leader = !run || run->leader();  // prints results
   EngineOptions opt;
-  opt.threads = a.threads;
+  opt.threads = run ? run->threads(a.threads) : a.threads;
   opt.n_ctx = a.ctx;
-  opt.progress = isatty(STDOUT_FILENO) && isatty(STDERR_FILENO) && !a.json;
-  auto engine = Engine::load(a.model.empty() ? default_model_path() : a.model, opt);
+  opt.progress = leader && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO) && !a.json;
+  auto engine = Engine::load(a.model.empty() ? default_model_path() : a.model, opt,
+                             run ? &run->setup() : nullptr);
+  if (run) run->print_layout(*engine);
 
   std::vector<GenerateRequest> reqs;
   for (size_t i = 0; i < prompts.size(); ++i) {
@@ -70,7 +76,7 @@ int run_generate(const GenerateArgs& a) {
     r.stop_at_eog = !a.ignore_eos;
     reqs.push_back(std::move(r));
   }
-  const bool stream = !a.json && prompts.size() == 1;
+  const bool stream = leader && !a.json && prompts.size() == 1;
   StreamDecoder dec(engine->tokenizer());
   GenerateStats st;
   auto res = engine->generate(reqs, &st, [&](size_t, int32_t tok) {
@@ -78,6 +84,8 @@ int run_generate(const GenerateArgs& a) {
     std::cout << dec.push(tok) << std::flush;
   });
   if (stream) std::cout << dec.flush() << "\n";
+  if (run) run->report(*engine, st);
+  if (!leader) return 0;
 
   const double pp = st.prompt_s > 0 ? st.prompt_tokens / st.prompt_s : 0;
   // Prefill also yields each sequence's first token; decode covers the rest.
@@ -97,6 +105,7 @@ int run_generate(const GenerateArgs& a) {
                       {"prompt_tok_s", pp}, {"decode_tokens", st.decode_tokens},
                       {"decode_s", st.decode_s}, {"decode_tok_s", tg},
                       {"threads", engine->threads()}};
+    if (run) out["parallel"] = run->summary_json();
     std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
     if (!stream) {
@@ -108,6 +117,12 @@ int run_generate(const GenerateArgs& a) {
                  static_cast<long long>(st.decode_tokens), tg, engine->threads());
   }
   return 0;
+}
+
+int run_generate(const GenerateArgs& a) {
+  if (a.par.tp * a.par.pp == 1 && !under_mpi()) return run_generate_on(a, nullptr);
+  return with_parallel_run(a.par, a.model.empty() ? default_model_path() : a.model,
+                           [&](ParallelRun& run) { return run_generate_on(a, &run); });
 }
 
 }  // namespace
@@ -134,6 +149,7 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
   c->add_option("-c,--ctx", a->ctx, "KV cache capacity in tokens")->capture_default_str();
   c->add_flag("--ignore-eos", a->ignore_eos, "Do not stop at end-of-generation tokens");
   c->add_flag("--json", a->json, "Print one JSON object with tokens, text and timings");
+  add_parallel_options(c, a->par);
   c->callback([a, &run] { run = [a] { return run_generate(*a); }; });
 }
 

@@ -7,6 +7,13 @@
 
 namespace parallama::cli {
 
+// The process's own command line, for re-executing itself under mpirun.
+struct CommandLine {
+  int argc = 0;
+  char** argv = nullptr;
+};
+CommandLine& command_line();
+
 void add_generate(CLI::App& app, std::function<int()>& run);
 void add_tokenize(CLI::App& app, std::function<int()>& run);
 void add_info(CLI::App& app, std::function<int()>& run);

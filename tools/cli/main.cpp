@@ -5,7 +5,15 @@
 #include "cli/commands.h"
 #include "core/check.h"
 
+namespace parallama::cli {
+CommandLine& command_line() {
+  static CommandLine c;
+  return c;
+}
+}  // namespace parallama::cli
+
 int main(int argc, char** argv) {
+  parallama::cli::command_line() = {argc, argv};
   CLI::App app{"Parallama: LLM inference with tensor and pipeline parallelism"};
   app.require_subcommand(1);
   std::function<int()> run;

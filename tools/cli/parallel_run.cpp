@@ -1,0 +1,145 @@
+#include "cli/parallel_run.h"
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "core/check.h"
+#include "parallel/launcher.h"
+#include "parallel/mpi_communicator.h"
+
+namespace parallama::cli {
+
+struct ParallelRun::State {
+  ParallelSetup setup;
+  Communicator* world = nullptr;
+  int local_ranks = 1;
+  nlohmann::json summary;
+};
+
+void add_parallel_options(CLI::App* c, ParallelArgs& a) {
+  c->add_option("--tp", a.tp, "Tensor-parallel ranks (per pipeline stage)")->capture_default_str();
+  c->add_option("--pp", a.pp, "Pipeline-parallel stages")->capture_default_str();
+  c->add_option("--pp-layers", a.pp_layers, "Layers per stage, e.g. 16,14 (default: even)");
+}
+
+bool ParallelRun::leader() const { return s_->setup.world.rank == 0; }
+
+int ParallelRun::threads(int requested) const {
+  return requested > 0 ? requested : default_threads_per_rank(s_->local_ranks);
+}
+
+const ParallelSetup& ParallelRun::setup() const { return s_->setup; }
+
+namespace {
+
+// Resident set size of this process in bytes (Linux /proc).
+double rss_bytes() {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) * 1024.0;
+  return 0;
+}
+
+std::vector<int> parse_layers(const std::string& s) {
+  std::vector<int> out;
+  if (s.empty()) return out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');) {
+    try {
+      size_t used = 0;
+      out.push_back(std::stoi(item, &used));
+      if (used != item.size()) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      PL_THROW("--pp-layers: '" << item << "' is not a layer count (expected e.g. 16,14)");
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void ParallelRun::print_layout(const Engine& e) {
+  const WorldConfig& w = s_->setup.world;
+  const auto hosts = gather_hostnames(*s_->world);
+  double mine[2] = {static_cast<double>(e.model().weight_bytes()), rss_bytes()};
+  std::vector<double> all(2 * w.world_size());
+  s_->world->all_gather_bytes(mine, sizeof(mine), all.data());
+  s_->world->reset_stats();
+  if (!leader()) return;
+  std::fprintf(stderr, "%s", w.to_table(hosts, e.config().n_head, e.config().n_head_kv).c_str());
+  std::fprintf(stderr, "weights per rank (MiB):");
+  for (int r = 0; r < w.world_size(); ++r) std::fprintf(stderr, " %.1f", all[2 * r] / 1048576.0);
+  std::fprintf(stderr, "\n");
+}
+
+void ParallelRun::report(const Engine& e, const GenerateStats& st) {
+  const WorldConfig& w = s_->setup.world;
+  double mine[4] = {st.compute_s, st.comm_s, st.wall_s, rss_bytes()};
+  std::vector<double> all(4 * w.world_size());
+  s_->world->all_gather_bytes(mine, sizeof(mine), all.data());
+  nlohmann::json ranks = nlohmann::json::array();
+  for (int r = 0; r < w.world_size(); ++r) {
+    const double busy = all[4 * r], comm = all[4 * r + 1], wall = all[4 * r + 2];
+    ranks.push_back({{"rank", r},
+                     {"pp_stage", r / w.tp},
+                     {"tp_rank", r % w.tp},
+                     {"compute_s", busy},
+                     {"comm_s", comm},
+                     {"wall_s", wall},
+                     {"idle_s", std::max(0.0, wall - busy)},
+                     {"rss_mib", all[4 * r + 3] / 1048576.0}});
+  }
+  const int64_t tokens = st.decode_tokens;
+  s_->summary = {{"tp", w.tp}, {"pp", w.pp}, {"ranks", ranks}};
+  if (tokens > 0) s_->summary["comm_ms_per_token"] = 1e3 * st.comm_s / tokens;
+  if (!leader()) return;
+  std::fprintf(stderr, "rank stage tp   compute_s  comm_s  idle_s  busy%%  rss_MiB\n");
+  for (const auto& r : ranks) {
+    const double wall = r["wall_s"], busy = r["compute_s"];
+    std::fprintf(stderr, "%4d %5d %2d %11.3f %7.3f %7.3f %5.0f%% %8.1f\n", r["rank"].get<int>(),
+                 r["pp_stage"].get<int>(), r["tp_rank"].get<int>(), busy, r["comm_s"].get<double>(),
+                 r["idle_s"].get<double>(), wall > 0 ? 100.0 * busy / wall : 0.0,
+                 r["rss_mib"].get<double>());
+  }
+}
+
+nlohmann::json ParallelRun::summary_json() const { return s_->summary; }
+
+int with_parallel_run(const ParallelArgs& a, const std::string& model_path,
+                      const std::function<int(ParallelRun&)>& body) {
+  const std::vector<int> manual = parse_layers(a.pp_layers);
+  const bool mpi = under_mpi();
+  {  // Validate against the model's metadata before any weight is loaded.
+    auto f = GgufFile::open(model_path);
+    const ModelConfig cfg = ModelConfig::from_gguf(*f);
+    validate_layout(a.tp, a.pp, 0, cfg.n_head, cfg.n_layer, manual, cfg.n_head_kv);
+  }
+  if (!mpi) relaunch_under_mpirun(a.tp * a.pp, command_line().argc, command_line().argv);
+
+  CommandLine& cl = command_line();
+  MpiContext ctx(&cl.argc, &cl.argv);
+  int rc = 1;
+  try {
+    auto f = GgufFile::open(model_path);
+    const ModelConfig cfg = ModelConfig::from_gguf(*f);
+    const WorldConfig w = WorldConfig::create(a.tp, a.pp, ctx.world_rank(), ctx.world_size(),
+                                              cfg.n_head, cfg.n_head_kv, cfg.n_layer, manual);
+    ParallelComms comms = make_parallel_comms(ctx, w);
+    ParallelRun::State st;
+    st.setup = ParallelSetup{w, comms.tp.get(), comms.pipe.get()};
+    st.world = comms.world.get();
+    st.local_ranks = local_rank_count();
+    ParallelRun run(&st);
+    rc = body(run);
+    comms.world->barrier();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "rank %d: error: %s\n", ctx.world_rank(), e.what());
+    std::fflush(stderr);
+    MpiContext::abort(1);
+  }
+  return rc;
+}
+
+}  // namespace parallama::cli

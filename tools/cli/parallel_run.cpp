@@ -34,11 +34,13 @@ const ParallelSetup& ParallelRun::setup() const { return s_->setup; }
 
 namespace {
 
-// Resident set size of this process in bytes (Linux /proc).
-double rss_bytes() {
+// Resident bytes of this process from /proc/self/status: `field` is "RssFile:"
+// (mapped model pages) or "RssAnon:" (heap: copied weight slices, KV cache, scratch).
+double rss_bytes(const char* field) {
   std::ifstream in("/proc/self/status");
+  const std::string f = field;
   for (std::string line; std::getline(in, line);)
-    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) * 1024.0;
+    if (line.rfind(f, 0) == 0) return std::stod(line.substr(f.size())) * 1024.0;
   return 0;
 }
 
@@ -63,7 +65,7 @@ std::vector<int> parse_layers(const std::string& s) {
 void ParallelRun::print_layout(const Engine& e) {
   const WorldConfig& w = s_->setup.world;
   const auto hosts = gather_hostnames(*s_->world);
-  double mine[2] = {static_cast<double>(e.model().weight_bytes()), rss_bytes()};
+  double mine[2] = {static_cast<double>(e.model().weight_bytes()), 0.0};
   std::vector<double> all(2 * w.world_size());
   s_->world->all_gather_bytes(mine, sizeof(mine), all.data());
   s_->world->reset_stats();
@@ -76,12 +78,13 @@ void ParallelRun::print_layout(const Engine& e) {
 
 void ParallelRun::report(const Engine& e, const GenerateStats& st) {
   const WorldConfig& w = s_->setup.world;
-  double mine[4] = {st.compute_s, st.comm_s, st.wall_s, rss_bytes()};
-  std::vector<double> all(4 * w.world_size());
+  double mine[5] = {st.compute_s, st.comm_s, st.wall_s, rss_bytes("RssFile:"),
+                    rss_bytes("RssAnon:")};
+  std::vector<double> all(5 * w.world_size());
   s_->world->all_gather_bytes(mine, sizeof(mine), all.data());
   nlohmann::json ranks = nlohmann::json::array();
   for (int r = 0; r < w.world_size(); ++r) {
-    const double busy = all[4 * r], comm = all[4 * r + 1], wall = all[4 * r + 2];
+    const double busy = all[5 * r], comm = all[5 * r + 1], wall = all[5 * r + 2];
     ranks.push_back({{"rank", r},
                      {"pp_stage", r / w.tp},
                      {"tp_rank", r % w.tp},
@@ -89,19 +92,21 @@ void ParallelRun::report(const Engine& e, const GenerateStats& st) {
                      {"comm_s", comm},
                      {"wall_s", wall},
                      {"idle_s", std::max(0.0, wall - busy)},
-                     {"rss_mib", all[4 * r + 3] / 1048576.0}});
+                     {"rss_file_mib", all[5 * r + 3] / 1048576.0},
+                     {"rss_anon_mib", all[5 * r + 4] / 1048576.0}});
   }
   const int64_t tokens = st.decode_tokens;
   s_->summary = {{"tp", w.tp}, {"pp", w.pp}, {"ranks", ranks}};
   if (tokens > 0) s_->summary["comm_ms_per_token"] = 1e3 * st.comm_s / tokens;
   if (!leader()) return;
-  std::fprintf(stderr, "rank stage tp   compute_s  comm_s  idle_s  busy%%  rss_MiB\n");
+  std::fprintf(stderr, "rank stage tp   compute_s  comm_s  idle_s  busy%%  model_pages_MiB  heap_MiB\n");
   for (const auto& r : ranks) {
     const double wall = r["wall_s"], busy = r["compute_s"];
-    std::fprintf(stderr, "%4d %5d %2d %11.3f %7.3f %7.3f %5.0f%% %8.1f\n", r["rank"].get<int>(),
-                 r["pp_stage"].get<int>(), r["tp_rank"].get<int>(), busy, r["comm_s"].get<double>(),
-                 r["idle_s"].get<double>(), wall > 0 ? 100.0 * busy / wall : 0.0,
-                 r["rss_mib"].get<double>());
+    std::fprintf(stderr, "%4d %5d %2d %11.3f %7.3f %7.3f %5.0f%% %16.1f %9.1f\n",
+                 r["rank"].get<int>(), r["pp_stage"].get<int>(), r["tp_rank"].get<int>(), busy,
+                 r["comm_s"].get<double>(), r["idle_s"].get<double>(),
+                 wall > 0 ? 100.0 * busy / wall : 0.0, r["rss_file_mib"].get<double>(),
+                 r["rss_anon_mib"].get<double>());
   }
 }
 

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/check.h"
+#include "core/clock.h"
 #include "parallel/communicator.h"
 
 namespace parallama {
@@ -21,9 +22,6 @@ std::string default_model_path() {
 
 namespace {
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // Touches every page of the tensor data so the first token does not pay for
 // page faults, drawing a progress bar when asked.
@@ -85,39 +83,37 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOption
   return e;
 }
 
-std::vector<GenerateResult> Engine::generate(const std::vector<GenerateRequest>& reqs,
-                                             GenerateStats* stats,
-                                             const std::function<void(size_t, int32_t)>& on_token) {
-  if (par_ && par_->world.pp > 1) return generate_pipelined(reqs, stats, on_token);
-  const double t_start = now_s();
-  const double comm0 = par_ && par_->tp ? par_->tp->stats().seconds : 0.0;
-  const size_t n = reqs.size();
-  std::vector<GenerateResult> res(n);
-  std::vector<std::vector<int32_t>> tables(n);
-  std::vector<std::vector<int32_t>> history(n);
-  std::vector<Sampler> samplers;
-  std::vector<bool> live(n, true);
-  std::vector<int32_t> n_past(n, 0), next(n, -1);
-  const int32_t n_vocab = config().n_vocab;
+void Engine::reserve_kv(const std::vector<GenerateRequest>& reqs, SequenceBlocks& tables) {
   BlockAllocator& alloc = kv_->allocator();
-  // Blocks go back to the pool whatever happens.
-  struct Release {
-    BlockAllocator& a;
-    std::vector<std::vector<int32_t>>& t;
-    ~Release() {
-      for (auto& x : t) a.release(x);
-    }
-  } release{alloc, tables};
-
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < reqs.size(); ++i) {
     if (reqs[i].prompt.empty()) PL_THROW("request " << i << " has an empty prompt");
-    samplers.emplace_back(reqs[i].sampling, n_vocab);
-    history[i] = reqs[i].prompt;
+    if (reqs[i].max_tokens < 0) PL_THROW("request " << i << " has max_tokens < 0");
     const int32_t need = static_cast<int32_t>(reqs[i].prompt.size()) + reqs[i].max_tokens;
     if (!alloc.reserve(tables[i], need, kv_->block_size()))
       PL_THROW("KV cache too small: request " << i << " needs " << need << " tokens, "
                                               << alloc.n_free() * kv_->block_size()
                                               << " free (raise --ctx)");
+  }
+}
+
+std::vector<GenerateResult> Engine::generate(const std::vector<GenerateRequest>& reqs,
+                                             GenerateStats* stats,
+                                             const std::function<void(size_t, int32_t)>& on_token) {
+  if (par_ && par_->world.pp > 1) return generate_pipelined(reqs, stats, on_token);
+  const double t_start = now_seconds();
+  const double comm0 = par_ && par_->tp ? par_->tp->stats().seconds : 0.0;
+  const size_t n = reqs.size();
+  std::vector<GenerateResult> res(n);
+  SequenceBlocks tables(kv_->allocator(), n);
+  reserve_kv(reqs, tables);
+  std::vector<std::vector<int32_t>> history(n);
+  std::vector<Sampler> samplers;
+  std::vector<bool> live(n, true);
+  std::vector<int32_t> n_past(n, 0), next(n, -1);
+  const int32_t n_vocab = config().n_vocab;
+  for (size_t i = 0; i < n; ++i) {
+    samplers.emplace_back(reqs[i].sampling, n_vocab);
+    history[i] = reqs[i].prompt;
   }
 
   std::vector<float> logits;
@@ -141,7 +137,7 @@ std::vector<GenerateResult> Engine::generate(const std::vector<GenerateRequest>&
   };
 
   // Prefill: every prompt in one batch.
-  double t0 = now_s();
+  double t0 = now_seconds();
   std::vector<size_t> order;
   for (size_t i = 0; i < n; ++i) {
     if (reqs[i].max_tokens <= 0) {
@@ -157,15 +153,15 @@ std::vector<GenerateResult> Engine::generate(const std::vector<GenerateRequest>&
   }
   double compute = 0;
   auto forward = [&] {
-    const double c0 = now_s();
+    const double c0 = now_seconds();
     model_->forward(batch, *kv_, logits, *pool_);
-    compute += now_s() - c0;
+    compute += now_seconds() - c0;
   };
   if (!order.empty()) {
     forward();
     consume(order);
   }
-  double t1 = now_s();
+  double t1 = now_seconds();
   if (stats) stats->prompt_s += t1 - t0;
 
   // Decode: one token per live sequence per step.
@@ -184,10 +180,10 @@ std::vector<GenerateResult> Engine::generate(const std::vector<GenerateRequest>&
     consume(order);
   }
   if (stats) {
-    stats->decode_s += now_s() - t1;
+    stats->decode_s += now_seconds() - t1;
     stats->compute_s += compute;
     stats->comm_s += (par_ && par_->tp ? par_->tp->stats().seconds : 0.0) - comm0;
-    stats->wall_s += now_s() - t_start;
+    stats->wall_s += now_seconds() - t_start;
   }
   return res;
 }

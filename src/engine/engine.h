@@ -81,6 +81,9 @@ class Engine {
 
  private:
   Engine() = default;
+  // Reserves KV blocks for every request's prompt and max_tokens, in request
+  // order (so every rank of a TP x PP world reserves the same blocks).
+  void reserve_kv(const std::vector<GenerateRequest>& reqs, SequenceBlocks& tables);
   std::vector<GenerateResult> generate_pipelined(const std::vector<GenerateRequest>& reqs,
                                                  GenerateStats* stats,
                                                  const std::function<void(size_t, int32_t)>& on_token);

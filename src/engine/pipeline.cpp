@@ -13,6 +13,7 @@
 #include <deque>
 
 #include "core/check.h"
+#include "core/clock.h"
 #include "engine/engine.h"
 #include "parallel/communicator.h"
 
@@ -24,9 +25,6 @@ constexpr int kTagHeader = 101;  // int32 count, then [count x (request, n_past,
 constexpr int kTagHidden = 102;  // [n_tokens, n_embd] f32
 constexpr int kTagTokens = 103;  // [count] int32 sampled tokens, last stage -> first stage
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 struct SeqRef {
   int32_t req, n_past, n_tokens;
@@ -39,7 +37,7 @@ std::vector<GenerateResult> Engine::generate_pipelined(
     const std::function<void(size_t, int32_t)>& on_token) {
   const WorldConfig& w = par_->world;
   Communicator& pipe = *par_->pipe;
-  const double t_start = now_s();
+  const double t_start = now_seconds();
   const double comm0 = pipe.stats().seconds + (par_->tp ? par_->tp->stats().seconds : 0.0);
   const size_t n = reqs.size();
   const int32_t E = config().n_embd, V = config().n_vocab;
@@ -47,29 +45,16 @@ std::vector<GenerateResult> Engine::generate_pipelined(
 
   // Every rank reserves the same blocks in the same order, so block tables agree
   // across stages without being sent.
-  std::vector<std::vector<int32_t>> tables(n);
-  BlockAllocator& alloc = kv_->allocator();
-  struct Release {
-    BlockAllocator& a;
-    std::vector<std::vector<int32_t>>& t;
-    ~Release() {
-      for (auto& x : t) a.release(x);
-    }
-  } release{alloc, tables};
-  for (size_t i = 0; i < n; ++i) {
-    if (reqs[i].prompt.empty()) PL_THROW("request " << i << " has an empty prompt");
-    const int32_t need = static_cast<int32_t>(reqs[i].prompt.size()) + reqs[i].max_tokens;
-    if (!alloc.reserve(tables[i], need, kv_->block_size()))
-      PL_THROW("KV cache too small: request " << i << " needs " << need << " tokens (raise --ctx)");
-  }
+  SequenceBlocks tables(kv_->allocator(), n);
+  reserve_kv(reqs, tables);
 
   double compute = 0;
   StageIO io;
   Batch batch;
   auto forward = [&] {
-    const double c0 = now_s();
+    const double c0 = now_seconds();
     model_->forward(batch, *kv_, io, *pool_);
-    compute += now_s() - c0;
+    compute += now_seconds() - c0;
   };
   auto send_down = [&](const std::vector<SeqRef>& seqs) {
     const int32_t count = static_cast<int32_t>(seqs.size());
@@ -119,7 +104,7 @@ std::vector<GenerateResult> Engine::generate_pipelined(
       send_down(sent[mb]);
       in_flight.push_back(mb);
     };
-    const double t_prefill = now_s();
+    const double t_prefill = now_seconds();
     for (int mb = 0; mb < n_mb; ++mb) launch(mb, true);
     size_t prefills_left = static_cast<size_t>(n_mb);
     double t_decode = t_prefill;
@@ -145,14 +130,14 @@ std::vector<GenerateResult> Engine::generate_pipelined(
           res[i].finish_reason = "length";
         }
       }
-      if (prefills_left > 0 && --prefills_left == 0) t_decode = now_s();
+      if (prefills_left > 0 && --prefills_left == 0) t_decode = now_seconds();
       launch(mb, false);
     }
     batch.clear();
     send_down({});  // tells the next stages to stop
     if (stats) {
       stats->prompt_s += t_decode - t_prefill;
-      stats->decode_s += now_s() - t_decode;
+      stats->decode_s += now_seconds() - t_decode;
     }
   } else {
     // Later stages: serve micro-batches until the first stage says stop.
@@ -202,7 +187,7 @@ std::vector<GenerateResult> Engine::generate_pipelined(
   if (stats) {
     stats->compute_s += compute;
     stats->comm_s += pipe.stats().seconds + (par_->tp ? par_->tp->stats().seconds : 0.0) - comm0;
-    stats->wall_s += now_s() - t_start;
+    stats->wall_s += now_seconds() - t_start;
   }
   return res;
 }

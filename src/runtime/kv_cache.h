@@ -26,6 +26,23 @@ class BlockAllocator {
   std::vector<uint8_t> used_;  // [n_blocks] guards against double free
 };
 
+// The block tables of a group of sequences; all blocks go back to the
+// allocator when it is destroyed, whatever happened in between.
+class SequenceBlocks {
+ public:
+  SequenceBlocks(BlockAllocator& a, size_t n_seqs) : alloc_(a), tables_(n_seqs) {}
+  ~SequenceBlocks() {
+    for (auto& t : tables_) alloc_.release(t);
+  }
+  SequenceBlocks(const SequenceBlocks&) = delete;
+  SequenceBlocks& operator=(const SequenceBlocks&) = delete;
+  std::vector<int32_t>& operator[](size_t i) { return tables_[i]; }
+
+ private:
+  BlockAllocator& alloc_;
+  std::vector<std::vector<int32_t>> tables_;
+};
+
 struct KvCacheShape {
   int32_t n_layers = 0;
   int32_t n_blocks = 0;

@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "core/check.h"
+#include "core/clock.h"
 #include "core/cpu_isa.h"
 #include "engine/engine.h"
 
@@ -23,9 +24,6 @@ struct BenchArgs {
   bool json = false;
 };
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 int32_t argmax(const float* x, int32_t n) {
   int32_t best = 0;
@@ -61,19 +59,19 @@ int run_bench(const BenchArgs& a) {
   }
   b.clear();
   b.add_seq(prompt.data(), a.prompt_tokens, 0, &table);
-  double t0 = now_s();
+  double t0 = now_seconds();
   e->model().forward(b, e->kv(), logits, e->pool());
-  const double pp_s = now_s() - t0;
+  const double pp_s = now_seconds() - t0;
 
   int32_t tok = argmax(logits.data(), V);
-  t0 = now_s();
+  t0 = now_seconds();
   for (int i = 0; i < a.gen_tokens; ++i) {
     b.clear();
     b.add_seq(&tok, 1, a.prompt_tokens + i, &table);
     e->model().forward(b, e->kv(), logits, e->pool());
     tok = argmax(logits.data(), V);
   }
-  const double tg_s = now_s() - t0;
+  const double tg_s = now_seconds() - t0;
   alloc.release(table);
 
   nlohmann::json out = {{"model", e->file().path()},

@@ -1,11 +1,20 @@
-// Persistent pool. run() publishes the job by bumping an atomic generation;
-// workers spin briefly on it (cheap hand-off between back-to-back kernels), then
-// sleep on a futex so idle ranks leave the CPU to others. Completion is a
-// countdown the caller spins on, likewise falling back to a futex.
+// Persistent pool with dynamically claimed tasks.
+//
+// A job is published as one 64-bit word, state = [gen:20][n_tasks:22][next:22].
+// Every thread (workers and the caller) claims task `next` with a CAS on that word,
+// so a claim is valid only against the job it read: a late worker can neither run a
+// finished job's task nor read a newer job's task count with an older generation.
+// The job's function is read only after a successful claim; it cannot change then,
+// because the caller publishes the next job only once every task is done.
+//
+// Idle workers spin briefly on the word (cheap hand-off between back-to-back
+// kernels), yielding the core now and then so that on an oversubscribed machine
+// the thread they wait for can run, and then sleep on a futex.
 #include "core/thread_pool.h"
 
 #include <immintrin.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -43,19 +52,34 @@ inline int64_t now_ns() {
              std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Spins until pred() or the budget runs out; checks the clock every 64 pauses.
+// Spins until pred() or the budget runs out. Every few microseconds it checks the
+// clock and yields, so a spinning thread never starves the one it waits for.
 template <class Pred>
 bool spin_until(Pred pred, int64_t budget_ns) {
   if (pred()) return true;
   if (budget_ns <= 0) return false;
   const int64_t end = now_ns() + budget_ns;
   for (;;) {
-    for (int i = 0; i < 64; ++i) {
+    for (int i = 0; i < 32; ++i) {
       _mm_pause();
       if (pred()) return true;
     }
     if (now_ns() > end) return false;
+    sched_yield();
+    if (pred()) return true;
   }
+}
+
+constexpr int kNextBits = 22, kTaskBits = 22, kGenBits = 20;
+constexpr uint64_t kNextMask = (uint64_t{1} << kNextBits) - 1;
+constexpr uint64_t kTaskMask = (uint64_t{1} << kTaskBits) - 1;
+constexpr uint32_t kGenMask = (uint32_t{1} << kGenBits) - 1;
+
+inline uint32_t gen_of(uint64_t s) { return static_cast<uint32_t>(s >> (kNextBits + kTaskBits)); }
+inline uint64_t n_of(uint64_t s) { return (s >> kNextBits) & kTaskMask; }
+inline uint64_t next_of(uint64_t s) { return s & kNextMask; }
+inline uint64_t make_state(uint32_t gen, uint64_t n, uint64_t next) {
+  return (uint64_t{gen} << (kNextBits + kTaskBits)) | (n << kNextBits) | next;
 }
 
 }  // namespace
@@ -64,46 +88,84 @@ struct ThreadPool::Impl {
   int n = 1;
   int64_t spin_ns = 0;
   std::vector<std::thread> threads;
-  const std::function<void(int, int)>* fn = nullptr;
-  bool stop = false;
 
-  alignas(64) std::atomic<uint32_t> gen{0};      // bumped once per job
-  alignas(64) std::atomic<uint32_t> pending{0};  // workers still running the job
-  alignas(64) std::atomic<uint32_t> sleepers{0}; // workers blocked on gen
+  // Job fields: written by the caller before publishing, read after a claim.
+  TaskFn fn = nullptr;
+  void* ctx = nullptr;
+  uint32_t gen = 0;  // caller-side copy of the current generation
+
+  alignas(64) std::atomic<uint64_t> state{0};
+  alignas(64) std::atomic<uint32_t> done{0};        // tasks finished in the current job
+  alignas(64) std::atomic<uint32_t> wake_seq{0};    // futex word for sleeping workers
+  std::atomic<uint32_t> sleepers{0};
   std::atomic<uint32_t> caller_sleeping{0};
+  std::atomic<bool> stop{false};
 
   std::mutex err_mu;
   std::exception_ptr err;
 
-  void worker(int ith) {
-    uint32_t seen = 0;
+  void record_error() {
+    std::lock_guard<std::mutex> lk(err_mu);
+    if (!err) err = std::current_exception();
+  }
+
+  void finish_task(uint64_t n_tasks) {
+    if (done.fetch_add(1, std::memory_order_acq_rel) + 1 == n_tasks && caller_sleeping.load())
+      futex_wake_all(&done);
+  }
+
+  // Claims and runs tasks of job generation g until none is left.
+  void work(uint32_t g) {
+    uint64_t s = state.load(std::memory_order_acquire);
     for (;;) {
-      if (!spin_until([&] { return gen.load(std::memory_order_acquire) != seen; }, spin_ns)) {
-        sleepers.fetch_add(1);
-        while (gen.load() == seen) futex_wait(&gen, seen);
-        sleepers.fetch_sub(1);
-      }
-      seen = gen.load(std::memory_order_acquire);
-      if (stop) return;
+      if (gen_of(s) != g || next_of(s) >= n_of(s)) return;
+      if (!state.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+        continue;  // s now holds the current word
       try {
-        (*fn)(ith, n);
+        fn(ctx, static_cast<int64_t>(next_of(s)));
       } catch (...) {
-        std::lock_guard<std::mutex> lk(err_mu);
-        if (!err) err = std::current_exception();
+        record_error();
       }
-      if (pending.fetch_sub(1) == 1 && caller_sleeping.load()) futex_wake_all(&pending);
+      finish_task(n_of(s));
+      s = state.load(std::memory_order_acquire);
     }
   }
 
-  void publish() {
-    gen.fetch_add(1);  // seq_cst: pairs with the sleepers increment in worker()
-    if (sleepers.load() > 0) futex_wake_all(&gen);
+  void worker() {
+    uint32_t seen = 0;
+    for (;;) {
+      uint64_t s = 0;
+      auto fresh = [&] {
+        s = state.load(std::memory_order_seq_cst);
+        return gen_of(s) != seen || stop.load(std::memory_order_relaxed);
+      };
+      if (!spin_until(fresh, spin_ns)) {
+        for (;;) {
+          const uint32_t w = wake_seq.load();
+          sleepers.fetch_add(1);  // seq_cst: pairs with publish()
+          const bool ready = fresh();
+          if (!ready) futex_wait(&wake_seq, w);
+          sleepers.fetch_sub(1);
+          if (ready || fresh()) break;
+        }
+      }
+      if (stop.load()) return;
+      seen = gen_of(s);
+      work(seen);
+    }
   }
 
-  void wait_done() {
-    if (spin_until([&] { return pending.load(std::memory_order_acquire) == 0; }, spin_ns)) return;
+  void publish(uint64_t s) {
+    state.store(s);  // seq_cst: pairs with the sleepers increment in worker()
+    wake_seq.fetch_add(1);
+    if (sleepers.load() > 0) futex_wake_all(&wake_seq);
+  }
+
+  void wait_done(uint64_t n_tasks) {
+    auto finished = [&] { return done.load(std::memory_order_acquire) == n_tasks; };
+    if (spin_until(finished, spin_ns)) return;
     caller_sleeping.store(1);
-    for (uint32_t p; (p = pending.load()) != 0;) futex_wait(&pending, p);
+    for (uint32_t d; (d = done.load()) != n_tasks;) futex_wait(&done, d);
     caller_sleeping.store(0);
   }
 };
@@ -113,40 +175,55 @@ ThreadPool::ThreadPool(int n_threads) {
   impl_ = new Impl;
   impl_->n = n_threads;
   impl_->spin_ns = spin_ns_from_env();
-  for (int i = 1; i < n_threads; ++i) impl_->threads.emplace_back([this, i] { impl_->worker(i); });
+  for (int i = 1; i < n_threads; ++i) impl_->threads.emplace_back([this] { impl_->worker(); });
 }
 
 ThreadPool::~ThreadPool() {
-  impl_->stop = true;
-  impl_->publish();
+  impl_->stop.store(true);
+  impl_->gen = (impl_->gen + 1) & kGenMask;
+  impl_->publish(make_state(impl_->gen, 0, 0));
   for (auto& t : impl_->threads) t.join();
   delete impl_;
 }
 
 int ThreadPool::size() const { return impl_->n; }
 
-void ThreadPool::run(const std::function<void(int ith, int nth)>& fn) {
+void ThreadPool::run_tasks_impl(int64_t n_tasks, TaskFn fn, void* ctx, bool caller_first) {
+  if (n_tasks <= 0) return;
+  PL_CHECK_MSG(static_cast<uint64_t>(n_tasks) <= kTaskMask, "too many tasks: " << n_tasks);
   Impl& p = *impl_;
-  if (p.n == 1) {
-    fn(0, 1);
+  if (p.n == 1 || n_tasks == 1) {
+    for (int64_t i = 0; i < n_tasks; ++i) fn(ctx, i);
     return;
   }
-  p.fn = &fn;
-  p.pending.store(static_cast<uint32_t>(p.n - 1), std::memory_order_relaxed);
-  p.publish();
-  std::exception_ptr own;
-  try {
-    fn(0, p.n);
-  } catch (...) {
-    own = std::current_exception();
+  p.fn = fn;
+  p.ctx = ctx;
+  p.done.store(0, std::memory_order_relaxed);
+  p.gen = (p.gen + 1) & kGenMask;
+  const uint64_t n = static_cast<uint64_t>(n_tasks);
+  p.publish(make_state(p.gen, n, caller_first ? 1 : 0));
+  if (caller_first) {
+    try {
+      fn(ctx, 0);
+    } catch (...) {
+      p.record_error();
+    }
+    p.finish_task(n);
   }
-  p.wait_done();
-  if (own) std::rethrow_exception(own);
+  p.work(p.gen);
+  p.wait_done(n);
   if (p.err) {
     std::exception_ptr e;
     std::swap(e, p.err);
     std::rethrow_exception(e);
   }
+}
+
+void ThreadPool::run(const std::function<void(int ith, int nth)>& fn) {
+  const int nth = impl_->n;
+  auto task = [&](int64_t i) { fn(static_cast<int>(i), nth); };
+  using Task = decltype(task);
+  run_tasks_impl(nth, [](void* c, int64_t i) { (*static_cast<Task*>(c))(i); }, &task, true);
 }
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain,

@@ -57,11 +57,34 @@ void matmul(const WeightView& W, const float* x, int64_t n_tok, float* y, Thread
 
   const uint8_t* w = static_cast<const uint8_t*>(W.data);
   const int64_t n_rows = W.n_rows;
-  auto work = [&](int ith, int nth) {
-    // Contiguous slice of rows per thread, boundaries on kRowTile where possible.
-    const int64_t n_tiles = (n_rows + kRowTile - 1) / kRowTile;
-    const int64_t r0 = std::min(n_rows, n_tiles * ith / nth * kRowTile);
-    const int64_t r1 = std::min(n_rows, n_tiles * (ith + 1) / nth * kRowTile);
+  // Row chunks claimed dynamically: enough of them (~8 per thread) that a thread the
+  // OS delays does not hold the others up, each big enough to amortise the claim.
+  const int64_t nth = pool.size();
+  int64_t chunk = n_rows;
+  if (nth > 1) {
+    const int64_t min_rows = n_tok == 1 ? 16 : kRowTile;
+    chunk = std::max(min_rows, (n_rows + 8 * nth - 1) / (8 * nth));
+    chunk = (chunk + kRowTile - 1) / kRowTile * kRowTile;
+  }
+  const int64_t n_chunks = (n_rows + chunk - 1) / chunk;
+  // The GEMM kernel serves single tokens too, so that a prompt batch and token-by-token
+  // decoding give bit-identical results (this model amplifies rounding differences).
+  const GemmRowsFn gemm = wk.gemm_rows;
+  GemmArgs g;
+  g.w = w;
+  g.w_stride = w_stride;
+  g.n_cols = n_cols;
+  g.act = act;
+  g.act_stride = act_stride;
+  g.n_tok = n_tok;
+  g.y = y;
+  g.y_stride = n_rows;
+  pool.run_tasks(n_chunks, [&](int64_t c) {
+    const int64_t r0 = c * chunk, r1 = std::min(n_rows, r0 + chunk);
+    if (gemm) {
+      gemm(g, r0, r1);
+      return;
+    }
     if (n_tok == 1) {
       for (int64_t r = r0; r < r1; ++r) y[r] = dot(n_cols, w + r * w_stride, act);
       return;
@@ -76,8 +99,6 @@ void matmul(const WeightView& W, const float* x, int64_t n_tok, float* y, Thread
         }
       }
     }
-  };
-  pool.run(work);
+  });
 }
-
 }  // namespace parallama

@@ -13,10 +13,26 @@ using QuantizeRowFn = void (*)(const float* x, void* y, int64_t n);
 using DequantizeRowFn = void (*)(const void* x, float* y, int64_t n);
 using VecDotFn = float (*)(int64_t n, const void* w_row, const void* act_row);
 
+// A batch product y = act · Wᵀ restricted to weight rows [r0, r1), for every token.
+struct GemmArgs {
+  const uint8_t* w = nullptr;  // [n_rows, n_cols] in the weight type, rows w_stride bytes apart
+  size_t w_stride = 0;
+  int64_t n_cols = 0;
+  const uint8_t* act = nullptr;  // [n_tok, n_cols] in vec_dot_type, rows act_stride bytes apart
+  size_t act_stride = 0;
+  int64_t n_tok = 0;
+  float* y = nullptr;  // [n_tok, y_stride] f32: y[t * y_stride + r]
+  int64_t y_stride = 0;
+};
+using GemmRowsFn = void (*)(const GemmArgs& g, int64_t r0, int64_t r1);
+
 struct TypeKernels {
   QuantizeRowFn quantize = nullptr;
   DequantizeRowFn dequantize = nullptr;
   VecDotFn vec_dot = nullptr;
+  // Optional multi-token kernel (weights reused across a tile of tokens); when null,
+  // matmul loops vec_dot. Results equal vec_dot's up to float summation order.
+  GemmRowsFn gemm_rows = nullptr;
 };
 
 // Dense index of every type we handle (weights and activation-only types).

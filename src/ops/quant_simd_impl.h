@@ -11,7 +11,9 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "ops/quant_blocks.h"
 #include "ops/quant_kernels.h"
@@ -566,6 +568,208 @@ float dot_q8_0(int64_t n, const void* vw, const void* va) {
   if (b < nb) s += dot_q8_0_256((nb - b) * QK, w + b, a + b);
   return s;
 }
+// ---- Q4_1 x Q8_1 GEMM for prompt batches: tiles of up to 4 weight rows x 4 tokens.
+// The f16 block scales of each weight row and each activation row are expanded once
+// into f32 (dx: 8 copies of d per block, so block pair j fills one zmm with block 2j
+// in lanes 0-7 and 2j+1 in lanes 8-15; zero-padded to whole pairs). The inner loop
+// is then dpbusd, convert, multiply, FMA per (row, token) and block pair, and each
+// loaded weight register serves every token of the tile. The m*s terms are a plain
+// dot of the per-block m and s arrays, folded into the accumulators at the end.
+
+// The first 4 bytes of cnt (<= 16) blocks `stride` bytes apart as 16 u32 lanes, zero
+// past cnt. Scalar loads: vpgatherdd is slow on some AVX-512 cores (Zen 4).
+inline __m512i load_head_u32x16(const uint8_t* p, size_t stride, int64_t cnt) {
+  // Lane by lane into registers (a stack array read back as one vector would stall
+  // store forwarding).
+  auto ld = [&](int i) { return i < cnt ? static_cast<int>(load_u32(p + i * stride)) : 0; };
+  __m128i q[4];
+  for (int i = 0; i < 4; ++i) {
+    __m128i v = _mm_cvtsi32_si128(ld(4 * i));
+    v = _mm_insert_epi32(v, ld(4 * i + 1), 1);
+    v = _mm_insert_epi32(v, ld(4 * i + 2), 2);
+    q[i] = _mm_insert_epi32(v, ld(4 * i + 3), 3);
+  }
+  const __m256i lo = _mm256_inserti128_si256(_mm256_castsi128_si256(q[0]), q[1], 1);
+  const __m256i hi = _mm256_inserti128_si256(_mm256_castsi128_si256(q[2]), q[3], 1);
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+// Blocks that start with two f16 fields (Q4_1: d, m; Q8_1: d, s), `words` 4-byte
+// words apart: dx gets 8 copies of each d (zero-padded to a whole pair), sec the
+// second fields. Gathers 16 blocks at a time.
+inline void expand_scales(const void* blocks, size_t stride, int64_t nb, float* dx, float* sec) {
+  const uint8_t* base = static_cast<const uint8_t*>(blocks);
+  const __m512i lo_of_pair = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  for (int64_t b = 0; b < nb; b += 16) {
+    const __mmask16 k = nb - b >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (nb - b)) - 1);
+    const __m512i v = load_head_u32x16(base + b * stride, stride, nb - b);
+    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
+    _mm512_mask_storeu_ps(sec + b, k, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16))));
+    // Masked-off lanes are zero, so the pad after an odd count is written as zero.
+    const int64_t n_pairs = (std::min<int64_t>(16, nb - b) + 1) / 2;
+    for (int64_t j = 0; j < n_pairs; ++j)
+      _mm512_storeu_ps(dx + 8 * b + 16 * j,
+                       _mm512_permutexvar_ps(_mm512_add_epi32(lo_of_pair, _mm512_set1_epi32(static_cast<int>(2 * j))), d));
+  }
+}
+
+struct Q41Tile {
+  const BlockQ4_1* w[4];
+  const float* wdx[4];
+  const float* wm[4];
+  const BlockQ8_1* a[4];
+  const float* adx[4];
+  const float* as[4];
+  float* y[4];  // y[t] + r: output of row r, token t
+};
+
+template <int NR, int NT>
+void tile_q4_1(const Q41Tile& T, int64_t nb) {
+  __m512 acc[NR][NT];
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; b += 2) {
+    // An odd last block pairs with itself; its upper half has zero scales.
+    const int64_t b1 = b + 1 < nb ? b + 1 : b;
+    __m512i wv[NR];
+    for (int r = 0; r < NR; ++r) wv[r] = nibbles64(T.w[r][b].qs, T.w[r][b1].qs);
+    for (int t = 0; t < NT; ++t) {
+      const __m512i av = load2x32(T.a[t][b].qs, T.a[t][b1].qs);
+      const __m512 ad = _mm512_loadu_ps(T.adx[t] + 8 * b);
+      for (int r = 0; r < NR; ++r) {
+        const __m512i p = dot_us512(_mm512_setzero_si512(), wv[r], av);
+        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(_mm512_loadu_ps(T.wdx[r] + 8 * b), ad),
+                                    acc[r][t]);
+      }
+    }
+  }
+  for (int64_t b = 0; b < nb; b += 16) {
+    const __mmask16 k = nb - b >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (nb - b)) - 1);
+    for (int r = 0; r < NR; ++r) {
+      const __m512 m = _mm512_maskz_loadu_ps(k, T.wm[r] + b);
+      for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_fmadd_ps(m, _mm512_maskz_loadu_ps(k, T.as[t] + b), acc[r][t]);
+    }
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) T.y[t][r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+template <int NR>
+void tile_q4_1_nt(const Q41Tile& T, int64_t nb, int nt) {
+  switch (nt) {
+    case 1: tile_q4_1<NR, 1>(T, nb); break;
+    case 2: tile_q4_1<NR, 2>(T, nb); break;
+    case 3: tile_q4_1<NR, 3>(T, nb); break;
+    default: tile_q4_1<NR, 4>(T, nb); break;
+  }
+}
+
+// One token against NR rows, the same arithmetic in the same order as
+// tile_q4_1<NR, 1> (so decode matches a prompt batch bit for bit), but the weight
+// scales are gathered into registers per 16 blocks instead of expanded in memory.
+// m: scratch for NR * nb floats.
+template <int NR>
+void gemv_q4_1(int64_t nb, const uint8_t* const* w, const BlockQ8_1* a, const float* adx, const float* as,
+               float* m, float* y) {
+  const __m512i lo_of_pair = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  __m512 acc[NR];
+  for (int r = 0; r < NR; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t c = 0; c < nb; c += 16) {
+    const __mmask16 k = nb - c >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (nb - c)) - 1);
+    __m512 d[NR];
+    for (int r = 0; r < NR; ++r) {
+      const __m512i v = load_head_u32x16(w[r] + c * sizeof(BlockQ4_1), sizeof(BlockQ4_1), nb - c);
+      d[r] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
+      _mm512_mask_storeu_ps(m + r * nb + c, k, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16))));
+    }
+    const int64_t ce = std::min<int64_t>(nb, c + 16);
+    for (int64_t b = c; b < ce; b += 2) {
+      const int64_t b1 = b + 1 < nb ? b + 1 : b;
+      const __m512i av = load2x32(a[b].qs, a[b1].qs);
+      const __m512 ad = _mm512_loadu_ps(adx + 8 * b);
+      const __m512i pi = _mm512_add_epi32(lo_of_pair, _mm512_set1_epi32(static_cast<int>(b - c)));
+      for (int r = 0; r < NR; ++r) {
+        const BlockQ4_1* wr = reinterpret_cast<const BlockQ4_1*>(w[r]);
+        const __m512i p = dot_us512(_mm512_setzero_si512(), nibbles64(wr[b].qs, wr[b1].qs), av);
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(_mm512_permutexvar_ps(pi, d[r]), ad), acc[r]);
+      }
+    }
+  }
+  for (int64_t b = 0; b < nb; b += 16) {
+    const __mmask16 k = nb - b >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (nb - b)) - 1);
+    const __m512 sv = _mm512_maskz_loadu_ps(k, as + b);
+    for (int r = 0; r < NR; ++r) acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, m + r * nb + b), sv, acc[r]);
+  }
+  for (int r = 0; r < NR; ++r) y[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+void gemv_rows_q4_1(const GemmArgs& g, int64_t r0, int64_t r1) {
+  const int64_t nb = g.n_cols / QK;
+  const int64_t ndx = (nb + 1) / 2 * 16;
+  thread_local std::vector<float> buf;
+  const size_t need = static_cast<size_t>(ndx + 5 * nb);
+  if (buf.size() < need) buf.resize(need);
+  float* adx = buf.data();
+  float* as = adx + ndx;
+  float* m = as + nb;
+  const BlockQ8_1* a = reinterpret_cast<const BlockQ8_1*>(g.act);
+  expand_scales(a, sizeof(BlockQ8_1), nb, adx, as);
+  for (int64_t r = r0; r < r1; r += 4) {
+    const int nr = static_cast<int>(std::min<int64_t>(4, r1 - r));
+    const uint8_t* w[4];
+    for (int i = 0; i < nr; ++i) w[i] = g.w + (r + i) * g.w_stride;
+    switch (nr) {
+      case 1: gemv_q4_1<1>(nb, w, a, adx, as, m, g.y + r); break;
+      case 2: gemv_q4_1<2>(nb, w, a, adx, as, m, g.y + r); break;
+      case 3: gemv_q4_1<3>(nb, w, a, adx, as, m, g.y + r); break;
+      default: gemv_q4_1<4>(nb, w, a, adx, as, m, g.y + r); break;
+    }
+  }
+}
+
+void gemm_q4_1(const GemmArgs& g, int64_t r0, int64_t r1) {
+  if (g.n_tok == 1) {
+    gemv_rows_q4_1(g, r0, r1);
+    return;
+  }
+  const int64_t nb = g.n_cols / QK;
+  const int64_t ndx = (nb + 1) / 2 * 16;  // expanded floats per row
+  const int64_t n_rows = r1 - r0;
+  thread_local std::vector<float> buf;
+  const size_t need = static_cast<size_t>((n_rows + 4) * (ndx + nb));
+  if (buf.size() < need) buf.resize(need);
+  float* wdx = buf.data();
+  float* wm = wdx + n_rows * ndx;
+  float* adx = wm + n_rows * nb;
+  float* as = adx + 4 * ndx;
+  for (int64_t r = 0; r < n_rows; ++r)
+    expand_scales(g.w + (r0 + r) * g.w_stride, sizeof(BlockQ4_1), nb, wdx + r * ndx, wm + r * nb);
+  Q41Tile T;
+  for (int64_t t0 = 0; t0 < g.n_tok; t0 += 4) {
+    const int nt = static_cast<int>(std::min<int64_t>(4, g.n_tok - t0));
+    for (int t = 0; t < nt; ++t) {
+      T.a[t] = reinterpret_cast<const BlockQ8_1*>(g.act + (t0 + t) * g.act_stride);
+      T.adx[t] = adx + t * ndx;
+      T.as[t] = as + t * nb;
+      expand_scales(T.a[t], sizeof(BlockQ8_1), nb, adx + t * ndx, as + t * nb);
+    }
+    for (int64_t rt = 0; rt < n_rows; rt += 4) {
+      const int nr = static_cast<int>(std::min<int64_t>(4, n_rows - rt));
+      for (int r = 0; r < nr; ++r) {
+        T.w[r] = reinterpret_cast<const BlockQ4_1*>(g.w + (r0 + rt + r) * g.w_stride);
+        T.wdx[r] = wdx + (rt + r) * ndx;
+        T.wm[r] = wm + (rt + r) * nb;
+      }
+      for (int t = 0; t < nt; ++t) T.y[t] = g.y + (t0 + t) * g.y_stride + r0 + rt;
+      switch (nr) {
+        case 1: tile_q4_1_nt<1>(T, nb, nt); break;
+        case 2: tile_q4_1_nt<2>(T, nb, nt); break;
+        case 3: tile_q4_1_nt<3>(T, nb, nt); break;
+        default: tile_q4_1_nt<4>(T, nb, nt); break;
+      }
+    }
+  }
+}
 #else
 float dot_q4_0(int64_t n, const void* vw, const void* va) { return dot_q4_0_256(n, vw, va); }
 float dot_q4_1(int64_t n, const void* vw, const void* va) { return dot_q4_1_256(n, vw, va); }
@@ -661,6 +865,9 @@ inline void fill_simd_kernels(KernelTable& k) {
   k.t[SLOT_Q5_K] = {k.t[SLOT_Q5_K].quantize, dq_q5_k, dot_q5_k};
   k.t[SLOT_Q6_K] = {k.t[SLOT_Q6_K].quantize, dq_q6_k, dot_q6_k};
   k.t[SLOT_Q8_K] = {q_q8_k, dq_q8_k, nullptr};
+#if PL_SIMD_512
+  k.t[SLOT_Q4_1].gemm_rows = gemm_q4_1;
+#endif
 }
 
 }  // namespace parallama::PL_SIMD_NS

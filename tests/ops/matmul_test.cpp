@@ -57,6 +57,17 @@ TEST(Matmul, MatchesNaiveReference) {
   }
 }
 
+// The 32-element block types with an odd block count (the GEMM tiles pair blocks),
+// row and token counts that leave partial tiles, and enough rows for many chunks.
+TEST(Matmul, BlockTypesOddBlocksAndTails) {
+  const Case cases[] = {{23, 96, 7}, {41, 544, 9}, {6, 32, 2}, {300, 576, 6}, {130, 1536, 13}, {5, 64, 1}};
+  for (int nth : {1, 2, 3}) {
+    ThreadPool pool(nth);
+    for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0})
+      for (const Case& c : cases) check_matmul(t, c, pool);
+  }
+}
+
 TEST(Matmul, FloatWeightsOddColumns) {
   ThreadPool pool(2);
   for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16}) check_matmul(t, {11, 37, 3}, pool);

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -100,4 +101,71 @@ TEST(Nn, PagedAttentionMatchesDense) {
       }
     }
   }
+}
+
+// Long contexts span several softmax chunks and KV blocks; head_dim 64 and a GQA
+// group of 3 as in SmolLM2; scores spread wide so the running max moves.
+TEST(Nn, PagedAttentionLongContext) {
+  const int hd = 64, bs = 16;
+  for (int n_q : {1, 2, 3, 5})
+  for (int n_ctx : {1, 63, 64, 65, 200, 517}) {
+    const int n_blk = (n_ctx + bs - 1) / bs;
+    std::vector<std::vector<float>> kb(n_blk), vb(n_blk);
+    std::vector<const float*> kp(n_blk), vp(n_blk);
+    for (int b = 0; b < n_blk; ++b) {
+      kb[b] = rnd(bs * hd, 300 + b);
+      vb[b] = rnd(bs * hd, 400 + b);
+      // Growing keys: later positions get larger scores, forcing rescales.
+      for (int r = 0; r < bs; ++r)
+        for (int i = 0; i < hd; ++i) kb[b][r * hd + i] *= 1.0f + 0.02f * float(b * bs + r);
+      kp[b] = kb[b].data();
+      vp[b] = vb[b].data();
+    }
+    auto q = rnd(n_q * hd, 11);
+    std::vector<float> out(n_q * hd), scratch(n_ctx);
+    PagedKv kv{kp.data(), vp.data(), bs, hd};
+    const float scale = 0.125f;
+    nn::attend(q.data(), n_q, kv, n_ctx, scale, out.data(), scratch.data());
+    for (int h = 0; h < n_q; ++h) {
+      std::vector<double> s(n_ctx);
+      double mx = -1e30, sum = 0;
+      for (int p = 0; p < n_ctx; ++p) {
+        double d = 0;
+        for (int i = 0; i < hd; ++i) d += double(q[h * hd + i]) * kb[p / bs][(p % bs) * hd + i];
+        s[p] = d * scale;
+        mx = std::max(mx, s[p]);
+      }
+      for (auto& v : s) sum += (v = std::exp(v - mx));
+      for (int i = 0; i < hd; ++i) {
+        double o = 0;
+        for (int p = 0; p < n_ctx; ++p) o += s[p] / sum * vb[p / bs][(p % bs) * hd + i];
+        ASSERT_NEAR(out[h * hd + i], o, 2e-5) << n_q << " " << n_ctx << " " << h << " " << i;
+      }
+    }
+  }
+}
+
+// silu over a wide range, including where exp(-g) overflows or underflows.
+TEST(Nn, SiluMulWideRange) {
+  std::vector<float> g, u;
+  for (int i = -2000; i <= 2000; ++i) {
+    g.push_back(i * 0.05f);
+    u.push_back(0.5f + 0.001f * i);
+  }
+  g.push_back(-1000.f);
+  u.push_back(1.f);
+  g.push_back(1000.f);
+  u.push_back(1.f);
+  std::vector<float> o(g.size());
+  nn::silu_mul(g.data(), u.data(), o.data(), int64_t(g.size()));
+  for (size_t i = 0; i < g.size(); ++i) {
+    const double want = g[i] / (1.0 + std::exp(-double(g[i]))) * u[i];
+    ASSERT_NEAR(o[i], want, 1e-6 * std::fabs(want) + 1e-7) << g[i];
+  }
+}
+
+TEST(Nn, RmsNormZeroInput) {
+  std::vector<float> x(576, 0.f), w(576, 1.f), y(576, 1.f);
+  nn::rms_norm(x.data(), w.data(), y.data(), 576, 1e-5f);
+  for (float v : y) ASSERT_EQ(v, 0.f);
 }

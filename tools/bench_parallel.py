@@ -15,16 +15,19 @@ import statistics
 import subprocess
 import sys
 
-LAYOUTS = [("tp=1, 2 threads", 1, 1, 2), ("tp=2, 1 thread/rank", 2, 1, 1),
-           ("pp=2, 1 thread/rank", 1, 2, 1)]
+# (name, tp, pp, threads per rank, extra arguments)
+LAYOUTS = [("tp=1, 2 threads", 1, 1, 2, []), ("tp=2, 1 thread/rank", 2, 1, 1, []),
+           ("pp=2, 1 thread/rank", 1, 2, 1, []),
+           # The last stage also runs the 28.7 MiB output head: give it fewer layers.
+           ("pp=2 (layers 20,10), 1 thread/rank", 1, 2, 1, ["--pp-layers", "20,10"])]
 PROMPTS = ["The history of the printing press", "Write a short poem about the sea",
            "List the planets of the solar system", "def fibonacci(n):",
            "Explain photosynthesis simply", "Once upon a time in a small village",
            "The three laws of motion are", "Translate to French: good morning"]
 
 
-def run(binary, model, tp, pp, threads, batch, tokens):
-    cmd = [binary, "generate", "--json", "--ignore-eos", "-n", str(tokens), "-t", str(threads)]
+def run(binary, model, tp, pp, threads, extra, batch, tokens):
+    cmd = [binary, "generate", "--json", "--ignore-eos", "-n", str(tokens), "-t", str(threads)] + extra
     if model:
         cmd += ["-m", model]
     if tp * pp > 1:
@@ -37,7 +40,8 @@ def run(binary, model, tp, pp, threads, batch, tokens):
     steps = t["decode_tokens"] / batch
     return {"decode_tok_s": t["decode_tok_s"],
             "step_ms": 1e3 * t["decode_s"] / steps if steps else float("nan"),
-            "comm_ms_per_token": d.get("parallel", {}).get("comm_ms_per_token", 0.0)}
+            "comm_ms_per_token": d.get("parallel", {}).get("comm_ms_per_token", 0.0),
+            "ranks": d.get("parallel", {}).get("ranks", [])}
 
 
 def main():
@@ -51,8 +55,8 @@ def main():
     results = {}
     for r in range(a.rounds):
         for batch in (1, 8):
-            for name, tp, pp, threads in LAYOUTS:
-                res = run(a.binary, a.model, tp, pp, threads, batch, a.tokens)
+            for name, tp, pp, threads, extra in LAYOUTS:
+                res = run(a.binary, a.model, tp, pp, threads, extra, batch, a.tokens)
                 results.setdefault((name, batch), []).append(res)
                 print(f"round {r + 1}/{a.rounds} batch {batch} {name}: "
                       f"{res['decode_tok_s']:.1f} tok/s", file=sys.stderr)

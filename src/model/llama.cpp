@@ -133,13 +133,11 @@ void LlamaModel::forward(const Batch& batch, KvCache& kv, StageIO& io, ThreadPoo
   const int64_t Dq = int64_t(n_q_) * hd, Dkv = int64_t(n_kv_) * hd, F = ff_;
   const KvCacheShape& ks = kv.shape();
   PL_CHECK(ks.n_layers == n_local_layers() && ks.n_kv_heads == n_kv_ && ks.head_dim == hd);
-  int32_t max_ctx = 0;
   for (const BatchSeq& s : batch.seqs) {
     PL_CHECK_MSG(s.block_table != nullptr, "sequence without a block table");
     PL_CHECK_MSG(int64_t(s.block_table->size()) * ks.block_size >= s.n_ctx,
                  "block table covers " << s.block_table->size() * ks.block_size
                                        << " tokens, sequence needs " << s.n_ctx);
-    max_ctx = std::max(max_ctx, s.n_ctx);
   }
   grow(x_, T * E);
   grow(h_, T * E);
@@ -150,7 +148,6 @@ void LlamaModel::forward(const Batch& batch, KvCache& kv, StageIO& io, ThreadPoo
   grow(gate_, T * F);
   grow(up_, T * F);
   grow(out_, T * E);
-  grow(scores_, size_t(pool.size()) * max_ctx);
 
   if (shard_.first_stage()) {  // embedding lookup
     const size_t emb_row = row_size(tok_embd_.type, E);
@@ -254,7 +251,6 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
   for (int32_t si = 0; si < batch.n_seqs(); ++si)
     for (int32_t i = 0; i < batch.seqs[si].n_tokens; ++i) seq_of[batch.seqs[si].token_begin + i] = si;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const size_t score_stride = scores_.size() / pool.size();
   pool.run([&](int ith, int nth) {
     std::vector<const float*> kb, vb;
     for (int64_t item = ith; item < n_items; item += nth) {
@@ -276,7 +272,7 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
       }
       PagedKv pk{kb.data(), vb.data(), bs, hd};
       nn::attend(q_.data() + t * Dq + int64_t(qa) * hd, qb - qa, pk, n_ctx, scale,
-                 attn_.data() + t * Dq + int64_t(qa) * hd, scores_.data() + ith * score_stride);
+                 attn_.data() + t * Dq + int64_t(qa) * hd);
     }
   });
 }

@@ -100,7 +100,6 @@ class LlamaModel {
   std::vector<float> gate_;    // [n_tokens, ff]
   std::vector<float> up_;      // [n_tokens, ff]
   std::vector<float> out_;     // [n_tokens, n_embd]
-  std::vector<float> scores_;  // [n_threads, max_ctx]
   std::vector<float> part_;    // [n_outputs, local vocab] logits shard before the gather
   std::vector<float> gathered_;  // [n_outputs * n_vocab] rank-major gather
 };

@@ -11,7 +11,7 @@ namespace parallama {
   void rms_norm(const float*, const float*, float*, int64_t, float);                     \
   void silu_mul(const float*, const float*, float*, int64_t);                            \
   void add_inplace(float*, const float*, int64_t);                                       \
-  void attend(const float*, int32_t, const PagedKv&, int32_t, float, float*, float*);    \
+  void attend(const float*, int32_t, const PagedKv&, int32_t, float, float*);            \
   }
 NN_DECLARE(nn_generic)
 NN_DECLARE(nn_avx512)
@@ -22,7 +22,7 @@ struct NnTable {
   void (*rms_norm)(const float*, const float*, float*, int64_t, float);
   void (*silu_mul)(const float*, const float*, float*, int64_t);
   void (*add_inplace)(float*, const float*, int64_t);
-  void (*attend)(const float*, int32_t, const PagedKv&, int32_t, float, float*, float*);
+  void (*attend)(const float*, int32_t, const PagedKv&, int32_t, float, float*);
 };
 
 const NnTable& table() {
@@ -41,9 +41,8 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
 }
 void silu_mul(const float* g, const float* u, float* out, int64_t n) { table().silu_mul(g, u, out, n); }
 void add_inplace(float* y, const float* x, int64_t n) { table().add_inplace(y, x, n); }
-void attend(const float* q, int32_t n_q, const PagedKv& kv, int32_t n_ctx, float scale, float* out,
-            float* scratch) {
-  table().attend(q, n_q, kv, n_ctx, scale, out, scratch);
+void attend(const float* q, int32_t n_q, const PagedKv& kv, int32_t n_ctx, float scale, float* out) {
+  table().attend(q, n_q, kv, n_ctx, scale, out);
 }
 
 // RoPE is cheap (n_rot/2 sin/cos per head and token): kept scalar. The angle

@@ -38,9 +38,9 @@ void silu_mul(const float* g, const float* u, float* out, int64_t n);
 void add_inplace(float* y, const float* x, int64_t n);
 // Causal attention of n_q query heads that share one KV head (GQA group) at
 // one position: q [n_q, head_dim], out [n_q, head_dim], attending to the first
-// n_ctx positions. scratch needs n_ctx floats.
+// n_ctx positions.
 void attend(const float* q, int32_t n_q, const PagedKv& kv, int32_t n_ctx, float scale,
-            float* out, float* scratch);
+            float* out);
 
 }  // namespace nn
 }  // namespace parallama

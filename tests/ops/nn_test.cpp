@@ -80,10 +80,10 @@ TEST(Nn, PagedAttentionMatchesDense) {
       vp[b] = vb[b].data();
     }
     auto q = rnd(n_q * hd, 9);
-    std::vector<float> out(n_q * hd), scratch(n_ctx);
+    std::vector<float> out(n_q * hd);
     PagedKv kv{kp.data(), vp.data(), bs, hd};
     const float scale = 0.3f;
-    nn::attend(q.data(), n_q, kv, n_ctx, scale, out.data(), scratch.data());
+    nn::attend(q.data(), n_q, kv, n_ctx, scale, out.data());
     for (int h = 0; h < n_q; ++h) {
       std::vector<double> s(n_ctx);
       double mx = -1e30, sum = 0;
@@ -122,10 +122,10 @@ TEST(Nn, PagedAttentionLongContext) {
       vp[b] = vb[b].data();
     }
     auto q = rnd(n_q * hd, 11);
-    std::vector<float> out(n_q * hd), scratch(n_ctx);
+    std::vector<float> out(n_q * hd);
     PagedKv kv{kp.data(), vp.data(), bs, hd};
     const float scale = 0.125f;
-    nn::attend(q.data(), n_q, kv, n_ctx, scale, out.data(), scratch.data());
+    nn::attend(q.data(), n_q, kv, n_ctx, scale, out.data());
     for (int h = 0; h < n_q; ++h) {
       std::vector<double> s(n_ctx);
       double mx = -1e30, sum = 0;

@@ -133,7 +133,11 @@ void LlamaModel::forward(const Batch& batch, KvCache& kv, StageIO& io, ThreadPoo
   const int64_t Dq = int64_t(n_q_) * hd, Dkv = int64_t(n_kv_) * hd, F = ff_;
   const KvCacheShape& ks = kv.shape();
   PL_CHECK(ks.n_layers == n_local_layers() && ks.n_kv_heads == n_kv_ && ks.head_dim == hd);
+  int32_t expect_begin = 0;  // sequences must tile the token array in order
   for (const BatchSeq& s : batch.seqs) {
+    PL_CHECK_MSG(s.token_begin == expect_begin && s.n_tokens > 0,
+                 "batch sequences must cover the tokens contiguously and in order");
+    expect_begin += s.n_tokens;
     PL_CHECK_MSG(s.block_table != nullptr, "sequence without a block table");
     PL_CHECK_MSG(int64_t(s.block_table->size()) * ks.block_size >= s.n_ctx,
                  "block table covers " << s.block_table->size() * ks.block_size
@@ -163,6 +167,11 @@ void LlamaModel::forward(const Batch& batch, KvCache& kv, StageIO& io, ThreadPoo
                                                                          << " floats, expected " << T * E);
     std::copy_n(io.hidden.data(), T * E, x_.data());
   }
+
+  PL_CHECK_MSG(expect_begin == T, "batch sequences cover " << expect_begin << " of " << T << " tokens");
+  seq_of_.resize(T);  // once per forward, read by every layer's attention
+  for (int32_t si = 0; si < batch.n_seqs(); ++si)
+    for (int32_t i = 0; i < batch.seqs[si].n_tokens; ++i) seq_of_[batch.seqs[si].token_begin + i] = si;
 
   Communicator* comm = shard_.tp > 1 ? shard_.tp_comm : nullptr;
   for (int32_t il = 0; il < n_local_layers(); ++il) {
@@ -247,9 +256,6 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
   // One work item per (token, local kv head): the local query heads of that
   // kv head's group attend causally over the sequence's cached positions.
   const int64_t n_items = T * n_kv_;
-  std::vector<int32_t> seq_of(T);  // token index -> sequence index
-  for (int32_t si = 0; si < batch.n_seqs(); ++si)
-    for (int32_t i = 0; i < batch.seqs[si].n_tokens; ++i) seq_of[batch.seqs[si].token_begin + i] = si;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   pool.run([&](int ith, int nth) {
     std::vector<const float*> kb, vb;
@@ -261,7 +267,7 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
       const int32_t qa = std::max(g * group, q_begin_) - q_begin_;
       const int32_t qb = std::min((g + 1) * group, q_begin_ + n_q_) - q_begin_;
       if (qb <= qa) continue;
-      const BatchSeq& s = batch.seqs[seq_of[t]];
+      const BatchSeq& s = batch.seqs[seq_of_[t]];
       const int32_t n_ctx = batch.positions[t] + 1;  // causal
       const int32_t n_blk = (n_ctx + bs - 1) / bs;
       kb.resize(n_blk);

@@ -100,6 +100,7 @@ class LlamaModel {
   std::vector<float> gate_;    // [n_tokens, ff]
   std::vector<float> up_;      // [n_tokens, ff]
   std::vector<float> out_;     // [n_tokens, n_embd]
+  std::vector<int32_t> seq_of_;  // [n_tokens] index of each token's sequence in the batch
   std::vector<float> part_;    // [n_outputs, local vocab] logits shard before the gather
   std::vector<float> gathered_;  // [n_outputs * n_vocab] rank-major gather
 };

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "core/check.h"
 #include "engine/engine.h"
 #include "model/synthetic_model.h"
 #include "test_util.h"
@@ -82,4 +83,31 @@ TEST(ForwardConsistency, PrefillEqualsStepwiseOnSyntheticModels) {
     write_synthetic_model(p, s);
     check_model(p);
   }
+}
+
+// A malformed batch is refused with an error instead of reading out of bounds.
+TEST(ForwardConsistency, MalformedBatchIsRefused) {
+  SyntheticModelSpec s;
+  const std::string p = test::temp_path("malformed_batch.gguf");
+  write_synthetic_model(p, s);
+  EngineOptions opt;
+  opt.threads = 1;
+  opt.n_ctx = 64;
+  auto e = Engine::load(p, opt);
+  std::vector<int32_t> table;
+  ASSERT_TRUE(e->kv().allocator().reserve(table, 8, e->kv().block_size()));
+  std::vector<float> logits;
+  const std::vector<int32_t> ids = {1, 2, 3, 4};
+  Batch b;
+  b.add_seq(ids.data(), 4, 0, &table);
+  b.seqs[0].n_tokens = 3;  // does not cover the 4th token
+  EXPECT_THROW(e->model().forward(b, e->kv(), logits, e->pool()), Error);
+  Batch c;
+  c.add_seq(ids.data(), 4, 0, &table);
+  c.tokens[2] = 1 << 30;  // outside the vocabulary
+  EXPECT_THROW(e->model().forward(c, e->kv(), logits, e->pool()), Error);
+  Batch d;
+  d.add_seq(ids.data(), 4, 30, &table);  // needs 34 positions, table covers 16
+  EXPECT_THROW(e->model().forward(d, e->kv(), logits, e->pool()), Error);
+  e->kv().allocator().release(table);
 }

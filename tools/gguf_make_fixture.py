@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes tests/fixtures/gguf_small_reference.gguf.bin with the reference `gguf`
+"""Writes tests/fixtures/gguf_small_reference.gguf-fixture with the reference `gguf`
 Python package (pip install gguf): every metadata value type, a nested
 array, and tensors of several ggml types filled with a deterministic byte
 pattern. tests/gguf/gguf_reference_file_test.cpp reads it and rebuilds the
@@ -15,7 +15,7 @@ import gguf
 from gguf import GGMLQuantizationType as Q, GGUFValueType as V
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_OUT = os.path.join(HERE, "..", "tests", "fixtures", "gguf_small_reference.gguf.bin")
+DEFAULT_OUT = os.path.join(HERE, "..", "tests", "fixtures", "gguf_small_reference.gguf-fixture")
 
 
 def pattern(n, seed):

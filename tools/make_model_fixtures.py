@@ -10,7 +10,7 @@ stop at an end-of-generation token: all 32 steps are always recorded.
 
 Outputs under tests/fixtures/model/:
   smollm2_greedy.json       everything above (no full logit vectors)
-  smollm2_logits_<k>.bin    for a few prompts k: the full step-0 logits, [n_vocab] f32
+  smollm2_logits_<k>.f32    for a few prompts k: the full step-0 logits, [n_vocab] f32
                             little-endian, for a tolerance comparison
 
 add_bos follows llama.cpp's default for the model (tokenizer.ggml.add_bos_token, as
@@ -69,7 +69,7 @@ PROMPTS = [
     ("single_word", "Hello", False),
     ("long", LONG_TEXT, False),
 ]
-# Prompt indices whose full step-0 logits are written as .bin files.
+# Prompt indices whose full step-0 logits are written as .f32 files.
 FULL_LOGITS = {"english": 0, "chat": 1}
 
 
@@ -127,7 +127,7 @@ def main():
                                  "std": float(logits.std(dtype=np.float64)),
                                  "max": float(logits.max()), "min": float(logits.min())}
                 if name in FULL_LOGITS:
-                    fname = f"smollm2_logits_{FULL_LOGITS[name]}.bin"
+                    fname = f"smollm2_logits_{FULL_LOGITS[name]}.f32"
                     logits.astype("<f4").tofile(os.path.join(args.out_dir, fname))
                     case["logits_file"] = fname
             if step + 1 < args.steps:

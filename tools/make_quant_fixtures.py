@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Writes tests/fixtures/quant/: reference dequantizations from the `gguf` package.
 
-For each type: <TYPE>.bin holds a few blocks of random raw bytes (f16 scales
+For each type: <TYPE>.blocks holds a few blocks of random raw bytes (f16 scales
 overwritten with sane values) and <TYPE>.f32 their dequantization by
 gguf.quants (little-endian float32). For Q4_0/Q4_1/Q8_0, q_<TYPE>_in.f32 and
-q_<TYPE>.bin hold a float row and gguf's quantization of it.
+q_<TYPE>.blocks hold a float row and gguf's quantization of it.
 Q8_1 and Q8_K are not in gguf.quants; their (trivial: d*q) reference is
 computed here directly.
 
@@ -34,7 +34,7 @@ def raw_blocks(name, type_size, f16_offsets):
 
 
 def write(name, raw, deq):
-    raw.astype(np.uint8).tofile(os.path.join(OUT, name + ".bin"))
+    raw.astype(np.uint8).tofile(os.path.join(OUT, name + ".blocks"))
     np.asarray(deq, dtype="<f4").reshape(-1).tofile(os.path.join(OUT, name + ".f32"))
 
 
@@ -76,7 +76,7 @@ def main():
     for name, t in [("Q4_0", T.Q4_0), ("Q4_1", T.Q4_1), ("Q8_0", T.Q8_0)]:
         x = (rng.standard_normal(32 * 8) * rng.uniform(0.01, 2.0)).astype(np.float32)
         x.tofile(os.path.join(OUT, "q_" + name + "_in.f32"))
-        quants.quantize(x, t).tofile(os.path.join(OUT, "q_" + name + ".bin"))
+        quants.quantize(x, t).tofile(os.path.join(OUT, "q_" + name + ".blocks"))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-// tests/fixtures/gguf_small_reference.gguf.bin was written by the reference `gguf`
+// tests/fixtures/gguf_small_reference.gguf-fixture was written by the reference `gguf`
 // Python package (tools/gguf_make_fixture.py). We read it and check every
 // value, then rebuild the same content with GgufWriter and expect the very
 // same bytes, so both our reader and our writer are checked against it.
@@ -58,7 +58,7 @@ GgufValue int_value(GgufValueType t, int64_t x) {
 }
 
 TEST(GgufReferenceFile, ReadsEveryValue) {
-  auto f = GgufFile::open(test::fixture_path("gguf_small_reference.gguf.bin"));
+  auto f = GgufFile::open(test::fixture_path("gguf_small_reference.gguf-fixture"));
   EXPECT_EQ(f->version(), 3u);
   EXPECT_EQ(f->alignment(), 32u);
   ASSERT_EQ(f->metadata().size(), 19u);
@@ -177,7 +177,7 @@ TEST(GgufReferenceFile, WriterReproducesReferenceBytes) {
     const std::vector<uint8_t> data = byte_pattern(n_bytes(s), static_cast<int>(k));
     w.add_tensor(s.name, s.dims, s.type, data.data(), data.size());
   }
-  const std::vector<uint8_t> want = read_all(test::fixture_path("gguf_small_reference.gguf.bin"));
+  const std::vector<uint8_t> want = read_all(test::fixture_path("gguf_small_reference.gguf-fixture"));
   ASSERT_FALSE(want.empty());
   const std::vector<uint8_t> got = w.to_bytes();
   ASSERT_EQ(got.size(), want.size());

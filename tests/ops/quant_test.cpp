@@ -46,7 +46,7 @@ const GgmlType kFixtureTypes[] = {GgmlType::F16,  GgmlType::BF16, GgmlType::Q4_0
 TEST(QuantFixtures, RefDequantMatchesGguf) {
   for (GgmlType t : kFixtureTypes) {
     const std::string name = type_name(t);
-    const auto raw = read_bytes(test::fixture_path("quant/" + name + ".bin"));
+    const auto raw = read_bytes(test::fixture_path("quant/" + name + ".blocks"));
     const auto want = read_f32(test::fixture_path("quant/" + name + ".f32"));
     const int64_t n = elems_in(t, raw.size());
     ASSERT_EQ(n, static_cast<int64_t>(want.size())) << name;
@@ -66,7 +66,7 @@ TEST(QuantFixtures, RefQuantizeMatchesGguf) {
   for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0}) {
     const std::string name = type_name(t);
     const auto x = read_f32(test::fixture_path("quant/q_" + name + "_in.f32"));
-    const auto want = read_bytes(test::fixture_path("quant/q_" + name + ".bin"));
+    const auto want = read_bytes(test::fixture_path("quant/q_" + name + ".blocks"));
     std::vector<uint8_t> got(row_size(t, x.size()));
     ASSERT_EQ(got.size(), want.size());
     ref::quantize_row(t, x.data(), got.data(), x.size());

@@ -37,10 +37,9 @@ void prefault(const GgufFile& f, bool progress) {
     const int pct = total ? static_cast<int>(100 * done / total) : 100;
     if (progress && pct != last) {
       last = pct;
-      const int w = 40, fill = pct * w / 100;
+      const int fill = pct * 40 / 100;  // a 40-character bar
       std::fprintf(stderr, "\rloading %-40.*s %3d%% (%.0f MiB)", fill,
                    "########################################", pct, done / 1048576.0);
-      (void)w;
     }
   }
   if (progress) std::fprintf(stderr, "\n");

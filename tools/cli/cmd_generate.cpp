@@ -83,7 +83,7 @@ int run_generate_on(const GenerateArgs& a, ParallelRun* run) {
     if (!stream || engine->tokenizer().is_eog(tok)) return;
     std::cout << dec.push(tok) << std::flush;
   });
-  if (stream) std::cout << dec.flush() << "\n";
+  if (stream) std::cout << dec.flush() << std::endl;  // before the stats on stderr
   if (run) run->report(*engine, st);
   if (!leader) return 0;
 

@@ -95,6 +95,19 @@ void Engine::reserve_kv(const std::vector<GenerateRequest>& reqs, SequenceBlocks
   }
 }
 
+bool Engine::accept_token(const GenerateRequest& req, GenerateResult& res, int32_t tok) const {
+  res.tokens.push_back(tok);
+  if (req.stop_at_eog && tokenizer_->is_eog(tok)) {
+    res.finish_reason = "stop";
+    return false;
+  }
+  if (static_cast<int32_t>(res.tokens.size()) >= req.max_tokens) {
+    res.finish_reason = "length";
+    return false;
+  }
+  return true;
+}
+
 std::vector<GenerateResult> Engine::generate(const std::vector<GenerateRequest>& reqs,
                                              GenerateStats* stats,
                                              const std::function<void(size_t, int32_t)>& on_token) {
@@ -121,17 +134,10 @@ std::vector<GenerateResult> Engine::generate(const std::vector<GenerateRequest>&
     for (size_t r = 0; r < order.size(); ++r) {
       const size_t i = order[r];
       const int32_t tok = samplers[i].sample(logits.data() + r * n_vocab, history[i]);
-      res[i].tokens.push_back(tok);
       history[i].push_back(tok);
       next[i] = tok;
       if (on_token) on_token(i, tok);
-      if (reqs[i].stop_at_eog && tokenizer_->is_eog(tok)) {
-        live[i] = false;
-        res[i].finish_reason = "stop";
-      } else if (static_cast<int32_t>(res[i].tokens.size()) >= reqs[i].max_tokens) {
-        live[i] = false;
-        res[i].finish_reason = "length";
-      }
+      live[i] = accept_token(reqs[i], res[i], tok);
     }
   };
 

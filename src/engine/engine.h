@@ -84,6 +84,9 @@ class Engine {
   // Reserves KV blocks for every request's prompt and max_tokens, in request
   // order (so every rank of a TP x PP world reserves the same blocks).
   void reserve_kv(const std::vector<GenerateRequest>& reqs, SequenceBlocks& tables);
+  // Appends a generated token to `res`; returns false (setting finish_reason)
+  // when the request is finished: an end-of-generation token or max_tokens reached.
+  bool accept_token(const GenerateRequest& req, GenerateResult& res, int32_t tok) const;
   std::vector<GenerateResult> generate_pipelined(const std::vector<GenerateRequest>& reqs,
                                                  GenerateStats* stats,
                                                  const std::function<void(size_t, int32_t)>& on_token);

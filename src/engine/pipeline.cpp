@@ -118,17 +118,10 @@ std::vector<GenerateResult> Engine::generate_pipelined(
       for (size_t r = 0; r < toks.size(); ++r) {
         const int32_t i = sent[mb][r].req;
         const int32_t tok = toks[r];
-        if (stats && sent[mb][r].n_tokens == 1 && !(prefills_left > 0)) ++stats->decode_tokens;
-        res[i].tokens.push_back(tok);
+        if (stats && sent[mb][r].n_tokens == 1 && prefills_left == 0) ++stats->decode_tokens;
         next[i] = tok;
         if (on_token) on_token(static_cast<size_t>(i), tok);
-        if (reqs[i].stop_at_eog && tokenizer_->is_eog(tok)) {
-          live[i] = false;
-          res[i].finish_reason = "stop";
-        } else if (static_cast<int32_t>(res[i].tokens.size()) >= reqs[i].max_tokens) {
-          live[i] = false;
-          res[i].finish_reason = "length";
-        }
+        live[i] = accept_token(reqs[i], res[i], tok);
       }
       if (prefills_left > 0 && --prefills_left == 0) t_decode = now_seconds();
       launch(mb, false);

@@ -11,12 +11,7 @@ namespace {
 
 constexpr size_t kMaxCacheEntries = 1 << 16;
 
-struct Symbol {
-  int prev;
-  int next;
-  size_t off;  // byte offset into the encoded word
-  size_t len;  // 0 once merged into its left neighbour
-};
+using Symbol = MergeSymbol;
 
 struct Bigram {
   int left;
@@ -100,13 +95,7 @@ void BpeModel::merge_word(const std::string& w, std::vector<int32_t>& out) const
   }
 
   // One symbol per UTF-8 character of the encoded word (= one per input byte).
-  std::vector<Symbol> sym;
-  for (size_t off = 0; off < w.size();) {
-    const size_t len = std::min(w.size() - off, utf8_seq_len(uint8_t(w[off])));
-    const int idx = int(sym.size());
-    sym.push_back({idx - 1, off + len == w.size() ? -1 : idx + 1, off, len});
-    off += len;
-  }
+  std::vector<Symbol> sym = utf8_symbols(w);
   auto text = [&](int i) { return std::string_view(w).substr(sym[i].off, sym[i].len); };
 
   std::priority_queue<Bigram, std::vector<Bigram>, BigramAfter> queue;

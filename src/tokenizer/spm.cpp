@@ -9,12 +9,7 @@ namespace parallama {
 
 namespace {
 
-struct Symbol {
-  int prev;
-  int next;
-  size_t off;
-  size_t len;  // 0 once merged into its left neighbour
-};
+using Symbol = MergeSymbol;
 
 struct Bigram {
   int left;
@@ -46,14 +41,7 @@ SpmModel::SpmModel(const std::unordered_map<std::string, int32_t>& token_to_id,
 
 void SpmModel::encode(std::string_view t, std::vector<int32_t>& out) const {
   if (t.empty()) return;
-  // One symbol per UTF-8 character (the lead byte decides the length, as in llama.cpp).
-  std::vector<Symbol> sym;
-  for (size_t off = 0; off < t.size();) {
-    const size_t len = std::min(t.size() - off, utf8_seq_len(uint8_t(t[off])));
-    const int idx = int(sym.size());
-    sym.push_back({idx - 1, off + len == t.size() ? -1 : idx + 1, off, len});
-    off += len;
-  }
+  std::vector<Symbol> sym = utf8_symbols(t);
 
   std::priority_queue<Bigram, std::vector<Bigram>, BigramBefore> queue;
   std::string buf;

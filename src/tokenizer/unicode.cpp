@@ -1,5 +1,7 @@
 #include "tokenizer/unicode.h"
 
+#include <algorithm>
+
 #include <array>
 
 namespace parallama {
@@ -113,6 +115,17 @@ const std::string& byte_to_bpe_char(uint8_t b) { return byte_map().to_char[b]; }
 
 int bpe_cpt_to_byte(uint32_t cpt) {
   return cpt < 512 ? byte_map().to_byte[cpt] : -1;
+}
+
+std::vector<MergeSymbol> utf8_symbols(std::string_view s) {
+  std::vector<MergeSymbol> sym;
+  for (size_t off = 0; off < s.size();) {
+    const size_t len = std::min(s.size() - off, utf8_seq_len(uint8_t(s[off])));
+    const int idx = int(sym.size());
+    sym.push_back({idx - 1, off + len == s.size() ? -1 : idx + 1, off, len});
+    off += len;
+  }
+  return sym;
 }
 
 }  // namespace parallama

@@ -15,6 +15,17 @@ namespace parallama {
 // Length of the UTF-8 sequence announced by a lead byte (1 for stray continuation bytes).
 size_t utf8_seq_len(uint8_t lead);
 
+// A node of the doubly linked symbol list that BPE and SPM merge pairwise.
+struct MergeSymbol {
+  int prev;    // index of the left neighbour, -1 at the start
+  int next;    // index of the right neighbour, -1 at the end
+  size_t off;  // byte offset into the text
+  size_t len;  // 0 once merged into its left neighbour
+};
+
+// One symbol per UTF-8 character of `s` (the lead byte decides the length, as in llama.cpp).
+std::vector<MergeSymbol> utf8_symbols(std::string_view s);
+
 // Lenient decode of a whole string (see above).
 std::vector<uint32_t> utf8_to_cpts(std::string_view s);
 

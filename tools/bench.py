@@ -15,6 +15,16 @@ matplotlib is importable, a bar chart to --plot (PNG). See docs/PERF.md for the 
 
 Usage: python3 tools/bench.py [--model M] [--binary build/release/parallama]
                               [--threads 1,2] [--rounds 5] [--out bench.json] [--plot bench.png]
+
+--suite kernels: the CPU-kernel model set instead of one model (see run_suite): the
+default model and synthetic models in several weight types (written by `parallama synth`,
+cached under ~/.cache/parallama/synth/), each against llama.cpp, with the machine's read
+bandwidth (`parallama membw`, before and after the models) measured in the same
+invocation, and decode speed as a fraction of the bandwidth bound (weight bytes read per
+token, from the `gguf` package, / bandwidth). The synthetic models need a binary whose
+`synth` has --embd-type.
+  python3 tools/bench.py --suite kernels [--models q4_1,q4_0,...] [--threads 1,2]
+                         [--rounds 5] [--out kernels.json] [--plot kernels.png]
 """
 import argparse
 import json
@@ -111,11 +121,12 @@ def run_json(cmd, timeout):
     raise RuntimeError(f"{' '.join(cmd)} printed no JSON object:\n{p.stdout[-2000:]}")
 
 
-def engine_cmd(engine, args, threads):
+def engine_cmd(engine, args, threads, model=None):
+    model = model or args.model
     common = ["--prompt-tokens", str(args.prompt_tokens), "--gen-tokens", str(args.gen_tokens)]
     if engine == "parallama":
-        return [args.binary, "bench", "-m", args.model, "--threads", str(threads)] + common + ["--json"]
-    return [sys.executable, os.path.abspath(__file__), "--llama-worker", "--model", args.model,
+        return [args.binary, "bench", "-m", model, "--threads", str(threads)] + common + ["--json"]
+    return [sys.executable, os.path.abspath(__file__), "--llama-worker", "--model", model,
             "--threads", str(threads)] + common
 
 
@@ -178,6 +189,290 @@ def plot(rows, path):
     print(f"wrote {path}", file=sys.stderr)
 
 
+# ---------------------------------------------------------------------------------------
+# --suite kernels: several weight types and sizes against llama.cpp, with the bandwidth
+# bound of the machine measured in the same invocation.
+
+SYNTH_DIR = os.path.expanduser("~/.cache/parallama/synth")
+# The default model's shape (SmolLM2-135M): 30 layers, 9 heads / 3 kv heads of 64, ff 1536.
+SMOL_SHAPE = ["--layers", "30", "--heads", "9", "--kv-heads", "3", "--head-dim", "64",
+              "--ff", "1536", "--vocab", "49152", "--ctx", "2048"]
+# name -> (description, None for the real default model or the `parallama synth` options)
+SUITE_MODELS = {
+    "q4_1": ("SmolLM2-135M-Instruct Q4_1 (the default model; Q8_0 embeddings, tied)", None),
+    "q4_0": ("synthetic, default shape, Q4_0 (Q8_0 embeddings, tied)",
+             SMOL_SHAPE + ["--type", "Q4_0", "--embd-type", "Q8_0"]),
+    "q8_0": ("synthetic, default shape, Q8_0 (Q8_0 embeddings, tied)",
+             SMOL_SHAPE + ["--type", "Q8_0", "--embd-type", "Q8_0"]),
+    "f16": ("synthetic, default shape, F16 (F16 embeddings, tied)",
+            SMOL_SHAPE + ["--type", "F16", "--embd-type", "F16"]),
+    # Q4_K rows must be multiples of 256 and 576 is not: nearest aligned shape, n_embd 512.
+    "q4_k": ("synthetic, default shape but n_embd 512 = 8 heads x 64 (2 kv heads), since Q4_K "
+             "rows need multiples of 256; Q4_K (Q8_0 embeddings, tied)",
+             ["--layers", "30", "--heads", "8", "--kv-heads", "2", "--head-dim", "64",
+              "--ff", "1536", "--vocab", "49152", "--ctx", "2048",
+              "--type", "Q4_K", "--embd-type", "Q8_0"]),
+    # TinyLlama-1.1B shape.
+    "1b_q4_0": ("synthetic ~1B: TinyLlama-1.1B shape but tied (22 layers, n_embd 2048, "
+                "32/4 heads, ff 5632, vocab 32000), Q4_0 (Q4_0 embeddings, tied)",
+                ["--layers", "22", "--heads", "32", "--kv-heads", "4", "--head-dim", "64",
+                 "--ff", "5632", "--vocab", "32000", "--ctx", "2048",
+                 "--type", "Q4_0", "--embd-type", "Q4_0"]),
+}
+
+
+def suite_model_path(args, name):
+    """Path of a suite model, generating a synthetic one when it is missing. The file name
+    carries a hash of the synth options, so changing them never reuses a stale file."""
+    desc, synth = SUITE_MODELS[name]
+    if synth is None:
+        return args.model
+    import hashlib
+    tag = hashlib.sha1(" ".join(synth).encode()).hexdigest()[:8]
+    path = os.path.join(args.synth_dir, f"{name}-{tag}.gguf")
+    if os.path.exists(path):
+        return path
+    os.makedirs(args.synth_dir, exist_ok=True)
+    tmp = path + f".tmp{os.getpid()}"
+    print(f"synth: writing {path} ({desc})", file=sys.stderr)
+    t0 = time.perf_counter()
+    p = subprocess.run([args.binary, "synth", "-o", tmp] + synth, capture_output=True, text=True)
+    if p.returncode != 0:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise RuntimeError(f"parallama synth failed for {name}:\n{p.stderr[-2000:]}")
+    os.replace(tmp, path)  # atomic: an interrupted run never leaves a partial model behind
+    print(f"synth: {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return path
+
+
+def weight_bytes_per_token(path):
+    """Bytes of weights one decode step reads, from the GGUF file via the `gguf` package
+    (independent of parallama's loader): every tensor except the token embeddings, plus
+    the output head (output.weight, or the whole token_embd when tied), plus the one
+    embedding row the lookup reads. Also returns a description of the file."""
+    from gguf import GGUFReader
+    r = GGUFReader(path)
+    by_name = {t.name: t for t in r.tensors}
+    emb = by_name["token_embd.weight"]
+    n_vocab = int(emb.shape[-1])
+    total = sum(int(t.n_bytes) for t in r.tensors if t.name != "token_embd.weight")
+    tied = "output.weight" not in by_name
+    total += int(emb.n_bytes) // n_vocab
+    if tied:
+        total += int(emb.n_bytes)
+    layer_types = {}
+    for t in r.tensors:
+        if t.name.startswith("blk.") and len(t.shape) == 2:
+            layer_types[t.tensor_type.name] = layer_types.get(t.tensor_type.name, 0) + int(t.n_bytes)
+    main_type = max(layer_types, key=layer_types.get) if layer_types else "?"
+    n_params = sum(int(t.n_elements) for t in r.tensors)
+
+    def kv(key, default=None):
+        f = r.fields.get(key)
+        return int(f.parts[f.data[0]][0]) if f is not None else default
+    arch = bytes(r.fields["general.architecture"].parts[-1]).decode()
+    info = {"weight_type": main_type, "embd_type": emb.tensor_type.name,
+            "head": "tied" if tied else by_name["output.weight"].tensor_type.name,
+            "n_params": n_params, "n_vocab": n_vocab,
+            "n_layer": kv(f"{arch}.block_count"), "n_embd": kv(f"{arch}.embedding_length"),
+            "n_head": kv(f"{arch}.attention.head_count"),
+            "n_head_kv": kv(f"{arch}.attention.head_count_kv"),
+            "n_ff": kv(f"{arch}.feed_forward_length")}
+    return total, info
+
+
+def llc_bytes():
+    """Size of the largest CPU cache (sysfs), or None."""
+    best = None
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for d in os.listdir(base):
+            try:
+                with open(os.path.join(base, d, "size")) as f:
+                    v = f.read().strip()
+            except OSError:
+                continue
+            mult = {"K": 1024, "M": 1 << 20, "G": 1 << 30}.get(v[-1:], 1)
+            n = int(v.rstrip("KMG")) * mult
+            best = n if best is None or n > best else best
+    except (OSError, ValueError):
+        pass
+    return best
+
+
+def measure_membw(args, threads):
+    res = run_json([args.binary, "membw", "--threads", str(threads), "--size-mib",
+                    str(args.membw_mib), "--reps", str(args.membw_reps), "--json"], args.timeout)
+    print(f"membw threads={threads}: median {res['median_gb_s']:.2f} GB/s, best "
+          f"{res['best_gb_s']:.2f} GB/s", file=sys.stderr)
+    return res
+
+
+def suite_rows(models, runs, membw, engines, threads_list):
+    """One row per model x threads: medians, ratios, bandwidth fractions."""
+    rows = []
+    for m in models:
+        for t in threads_list:
+            # The bound uses the higher of the medians measured before and after the models,
+            # so background load during one of them cannot inflate the fractions.
+            bw = max(r["median_gb_s"] for r in membw[t])
+            row = {"model": m["name"], "type": m["info"]["weight_type"],
+                   "embd": m["info"]["embd_type"], "size_mib": m["size_mib"], "threads": t,
+                   "bytes_per_token": m["bytes_per_token"], "membw_gb_s": bw,
+                   "fits_llc": m["fits_llc"], "errors": m["errors"]}
+            for key in ("decode_tok_s", "prompt_tok_s"):
+                for e in engines:
+                    vals = [r[key] for r in runs
+                            if r["model"] == m["name"] and r["engine"] == e and r["threads"] == t]
+                    row[f"{key}:{e}"] = statistics.median(vals) if vals else None
+                p, l = row.get(f"{key}:parallama"), row.get(f"{key}:llama.cpp")
+                row[f"{key}:ratio"] = p / l if p and l else None
+            for e in engines:
+                d = row[f"decode_tok_s:{e}"]
+                row[f"bw_frac:{e}"] = d * m["bytes_per_token"] / (bw * 1e9) if d else None
+            # Targets of the issue: decode >= 1.2x llama.cpp and >= 70% of the bandwidth
+            # bound (models beyond the caches only), prompt >= 1.0x llama.cpp.
+            miss = []
+            dr, pr, bf = row["decode_tok_s:ratio"], row["prompt_tok_s:ratio"], row.get("bw_frac:parallama")
+            if dr is not None and dr < 1.2:
+                miss.append("decode<1.2x")
+            if bf is not None and not m["fits_llc"] and bf < 0.7:
+                miss.append("bw<70%")
+            if pr is not None and pr < 1.0:
+                miss.append("prompt<1.0x")
+            row["targets"] = "n/a" if dr is None and bf is None else ("met" if not miss else " ".join(miss))
+            rows.append(row)
+    return rows
+
+
+def suite_markdown(rows, args, models, membw, threads_list):
+    f = lambda v, spec: "n/a" if v is None else format(v, spec)
+    pct = lambda v: "n/a" if v is None else f"{100 * v:.0f}%"
+    out = [f"Medians of {args.rounds} alternating rounds; prompt = one {args.prompt_tokens}-token "
+           f"batch, decode = {args.gen_tokens} single-token steps after it. Bandwidth bound = "
+           "weight bytes read per token / measured read bandwidth (`parallama membw`).", "",
+           "| model | type | embd | MiB | thr | decode ours | decode llama.cpp | ratio | "
+           f"pp{args.prompt_tokens} ours | pp{args.prompt_tokens} llama.cpp | ratio | "
+           "bw bound tok/s | bw frac ours | bw frac llama.cpp | targets |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        bound = r["membw_gb_s"] * 1e9 / r["bytes_per_token"]
+        out.append(
+            f"| {r['model']} | {r['type']} | {r['embd']} | {r['size_mib']:.0f} | {r['threads']} | "
+            f"{f(r.get('decode_tok_s:parallama'), '.1f')} | {f(r.get('decode_tok_s:llama.cpp'), '.1f')} | "
+            f"{f(r['decode_tok_s:ratio'], '.2f')} | {f(r.get('prompt_tok_s:parallama'), '.1f')} | "
+            f"{f(r.get('prompt_tok_s:llama.cpp'), '.1f')} | {f(r['prompt_tok_s:ratio'], '.2f')} | "
+            f"{bound:.0f} | {pct(r.get('bw_frac:parallama'))} | {pct(r.get('bw_frac:llama.cpp'))} | "
+            f"{r['targets']} |")
+    out.append("")
+    for t in threads_list:
+        meds = ", ".join(f"{r['median_gb_s']:.2f}" for r in membw[t])
+        out.append(f"- membw {t} thread(s): medians {meds} GB/s (before/after); bound uses "
+                   f"{max(r['median_gb_s'] for r in membw[t]):.2f} GB/s")
+    for m in models:
+        note = f"- {m['name']}: {m['desc']}; {m['info']['n_params'] / 1e6:.0f}M params, " \
+               f"{m['bytes_per_token'] / 1e6:.1f} MB of weights read per token" \
+               f"{' (fits the last-level cache)' if m['fits_llc'] else ''}"
+        for e in m["errors"]:
+            note += f"; {e}"
+        out.append(note)
+    return "\n".join(out)
+
+
+def suite_plot(rows, engines, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not importable: no plot written", file=sys.stderr)
+        return
+    panels = [("decode_tok_s", "decode tok/s"), ("prompt_tok_s", "prompt tok/s"),
+              ("bw_frac", "decode / bandwidth bound")]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(8, 0.9 * len(rows) + 2), 10))
+    xs = list(range(len(rows)))
+    labels = [f"{r['model']}\n{r['threads']} thr" for r in rows]
+    w = 0.8 / max(1, len(engines))
+    for ax, (key, title) in zip(axes, panels):
+        for i, e in enumerate(engines):
+            ax.bar([x + (i - (len(engines) - 1) / 2) * w for x in xs],
+                   [r.get(f"{key}:{e}") or 0 for r in rows], w, label=e)
+        if key == "bw_frac":
+            ax.axhline(0.7, color="gray", linestyle="--", linewidth=1, label="70% target")
+        ax.set_xticks(xs, labels, fontsize=8)
+        ax.set_title(title + " (median)")
+        ax.set_yscale("log" if key != "bw_frac" else "linear")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def run_suite(args, engines, threads_list):
+    """Builds the model set, measures bandwidth, runs every model x threads x round with the
+    engines alternating, then reports medians against the bandwidth bound."""
+    names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else list(SUITE_MODELS)
+    for n in names:
+        if n not in SUITE_MODELS:
+            sys.exit(f"unknown model {n!r} (choose from {', '.join(SUITE_MODELS)})")
+    if not os.access(args.binary, os.X_OK):
+        sys.exit(f"binary not found or not executable: {args.binary} (needed for synth and membw)")
+    llc = llc_bytes()
+    models = []
+    for n in names:
+        path = suite_model_path(args, n)
+        bpt, info = weight_bytes_per_token(path)
+        models.append({"name": n, "desc": SUITE_MODELS[n][0], "path": path, "info": info,
+                       "size_mib": os.path.getsize(path) / 1048576, "bytes_per_token": bpt,
+                       "fits_llc": llc is not None and bpt <= llc, "errors": []})
+        print(f"model {n}: {path} ({info['weight_type']}, {bpt / 1e6:.1f} MB/token)", file=sys.stderr)
+
+    membw = {t: [measure_membw(args, t)] for t in threads_list}
+    runs = []
+    for m in models:
+        active = list(engines)
+        # The discarded warm-up of each engine doubles as the check that the engine loads
+        # the file; an engine that refuses it is reported and left out for this model.
+        for e in engines:
+            print(f"{m['name']}: warm-up {e} (discarded)", file=sys.stderr)
+            try:
+                run_json(engine_cmd(e, args, threads_list[0], m["path"]), args.timeout)
+            except (RuntimeError, subprocess.TimeoutExpired) as ex:
+                msg = str(ex).strip().splitlines()[-1] if str(ex).strip() else type(ex).__name__
+                m["errors"].append(f"{e} failed: {msg[:200]}")
+                print(f"{m['name']}: {e} FAILED, left out: {ex}", file=sys.stderr)
+                active.remove(e)
+        for t in threads_list:
+            for r in range(args.rounds):
+                order = active if r % 2 == 0 else list(reversed(active))
+                for e in order:
+                    res = run_json(engine_cmd(e, args, t, m["path"]), args.timeout)
+                    res.update({"engine": e, "threads": t, "round": r, "model": m["name"]})
+                    runs.append(res)
+                    print(f"{m['name']} threads={t} round={r + 1}/{args.rounds} {e:9s} prompt "
+                          f"{res['prompt_tok_s']:8.1f} tok/s  decode {res['decode_tok_s']:7.1f} tok/s",
+                          file=sys.stderr)
+    for t in threads_list:
+        membw[t].append(measure_membw(args, t))
+
+    rows = suite_rows(models, runs, membw, engines, threads_list)
+    print(suite_markdown(rows, args, models, membw, threads_list))
+    if args.out:
+        meta = {"suite": "kernels", "binary": args.binary, "threads": threads_list,
+                "rounds": args.rounds, "prompt_tokens": args.prompt_tokens,
+                "gen_tokens": args.gen_tokens, "cpu": cpu_name(), "nproc": os.cpu_count(),
+                "llc_bytes": llc, "platform": platform.platform(),
+                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        with open(args.out, "w") as f:
+            json.dump({"meta": meta, "models": models, "membw": membw, "summary": rows,
+                       "runs": runs}, f, indent=1)
+            f.write("\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+    if args.plot:
+        suite_plot(rows, engines, args.plot)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=DEFAULT_MODEL)
@@ -191,6 +486,13 @@ def main():
     ap.add_argument("--timeout", type=float, default=900, help="seconds per invocation")
     ap.add_argument("--out", default=None, help="raw results JSON")
     ap.add_argument("--plot", default=None, help="bar chart PNG (needs matplotlib)")
+    ap.add_argument("--suite", choices=["kernels"], default=None,
+                    help="kernels: the model set of the CPU-kernel benchmark (see run_suite)")
+    ap.add_argument("--models", default=None,
+                    help="suite subset, comma-separated: " + ",".join(SUITE_MODELS))
+    ap.add_argument("--synth-dir", default=SYNTH_DIR, help="cache of the synthetic models")
+    ap.add_argument("--membw-mib", type=int, default=1024, help="membw buffer size (suite)")
+    ap.add_argument("--membw-reps", type=int, default=10, help="membw passes (suite)")
     ap.add_argument("--llama-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -209,6 +511,9 @@ def main():
     if "parallama" in engines and not os.access(args.binary, os.X_OK):
         sys.exit(f"binary not found or not executable: {args.binary} (build it, or --engines llama.cpp)")
     threads_list = [int(t) for t in args.threads.split(",")]
+    if args.suite == "kernels":
+        run_suite(args, engines, threads_list)
+        return
 
     if not args.no_warmup:
         for e in engines:

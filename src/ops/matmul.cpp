@@ -61,10 +61,16 @@ void matmul(const WeightView& W, const float* x, int64_t n_tok, float* y, Thread
   // OS delays does not hold the others up, each big enough to amortise the claim.
   const int64_t nth = pool.size();
   int64_t chunk = n_rows;
+  // x16-packed rows are processed in whole groups, so chunks are multiples of 16.
+  const int64_t packed = W.packed_rows;
+  const GemmRowsFn gemm_x16 = packed > 0 ? wk.gemm_x16 : nullptr;
+  PL_CHECK_MSG(packed == 0 || (gemm_x16 != nullptr && packed % 16 == 0 && packed <= n_rows),
+               "matmul: weight repacked for kernels this CPU path lacks");
+  const int64_t align = packed > 0 ? 16 : kRowTile;
   if (nth > 1) {
     const int64_t min_rows = n_tok == 1 ? 16 : kRowTile;
     chunk = std::max(min_rows, (n_rows + 8 * nth - 1) / (8 * nth));
-    chunk = (chunk + kRowTile - 1) / kRowTile * kRowTile;
+    chunk = (chunk + align - 1) / align * align;
   }
   const int64_t n_chunks = (n_rows + chunk - 1) / chunk;
   // The GEMM kernel serves single tokens too, so that a prompt batch and token-by-token
@@ -80,7 +86,14 @@ void matmul(const WeightView& W, const float* x, int64_t n_tok, float* y, Thread
   g.y = y;
   g.y_stride = n_rows;
   pool.run_tasks(n_chunks, [&](int64_t c) {
-    const int64_t r0 = c * chunk, r1 = std::min(n_rows, r0 + chunk);
+    int64_t r0 = c * chunk;
+    const int64_t r1 = std::min(n_rows, r0 + chunk);
+    if (r0 < packed) {
+      const int64_t pe = std::min(r1, packed);
+      gemm_x16(g, r0, pe);
+      r0 = pe;
+      if (r0 == r1) return;
+    }
     if (gemm) {
       gemm(g, r0, r1);
       return;

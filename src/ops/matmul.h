@@ -14,6 +14,8 @@ struct WeightView {
   GgmlType type = GgmlType::F32;
   int64_t n_rows = 0;  // output features
   int64_t n_cols = 0;  // input features
+  // Rows [0, packed_rows) are in the x16 layout (repack.h), the rest in GGUF order.
+  int64_t packed_rows = 0;
 };
 
 // x: [n_tok, W.n_cols] f32 (row stride W.n_cols); y: [n_tok, W.n_rows] f32 (row stride W.n_rows).

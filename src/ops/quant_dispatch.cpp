@@ -48,8 +48,8 @@ const KernelTable& kernel_table(CpuIsa isa) {
     for (int i = 0; i < 4; ++i) {
       fill_ref_kernels(t[i]);
       if (i >= 1 && best >= 1) fill_avx2_kernels(t[i]);
-      if (i >= 2 && best >= 2) fill_avx512_kernels(t[i]);
-      if (i >= 3 && best >= 3) fill_avx512vnni_kernels(t[i]);
+      if (i >= 2 && best >= 2) fill_avx512_kernels(t[i]), fill_x16_avx512_kernels(t[i]);
+      if (i >= 3 && best >= 3) fill_avx512vnni_kernels(t[i]), fill_x16_avx512vnni_kernels(t[i]);
     }
     return t;
   }();

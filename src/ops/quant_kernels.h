@@ -23,6 +23,9 @@ struct GemmArgs {
   int64_t n_tok = 0;
   float* y = nullptr;  // [n_tok, y_stride] f32: y[t * y_stride + r]
   int64_t y_stride = 0;
+  // When set (kernels that support it: gemm_x16), sums are accumulated in double
+  // and written here instead of y, same indexing: [n_tok, y_stride] f64.
+  double* y64 = nullptr;
 };
 using GemmRowsFn = void (*)(const GemmArgs& g, int64_t r0, int64_t r1);
 
@@ -33,6 +36,8 @@ struct TypeKernels {
   // Optional multi-token kernel (weights reused across a tile of tokens); when null,
   // matmul loops vec_dot. Results equal vec_dot's up to float summation order.
   GemmRowsFn gemm_rows = nullptr;
+  // Kernel for weights repacked into the x16 layout (repack.h); r0, r1 multiples of 16.
+  GemmRowsFn gemm_x16 = nullptr;
 };
 
 // Dense index of every type we handle (weights and activation-only types).
@@ -57,5 +62,7 @@ void fill_ref_kernels(KernelTable& k);
 void fill_avx2_kernels(KernelTable& k);
 void fill_avx512_kernels(KernelTable& k);
 void fill_avx512vnni_kernels(KernelTable& k);
+void fill_x16_avx512_kernels(KernelTable& k);
+void fill_x16_avx512vnni_kernels(KernelTable& k);
 
 }  // namespace parallama

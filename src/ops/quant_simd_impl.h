@@ -135,6 +135,80 @@ float dot_bf16(int64_t n, const void* vw, const void* va) {
   }
   return hsum512(s0);
 }
+
+// ---- float-weight GEMM: tiles of 4 weight rows x 4 tokens, 16 accumulators, so each
+// weight vector (converted once) serves 4 tokens and each activation vector 4 rows.
+// Every (row, token) sum runs over k in the same order whatever the tile size, so a
+// single token (decode) gets the same bits as inside a prompt batch.
+enum FloatW { kWF32, kWF16, kWBF16 };
+
+template <int WT>
+inline __m512 load_w16(const void* p, int64_t i, __mmask16 m) {
+  if constexpr (WT == kWF32) {
+    return _mm512_maskz_loadu_ps(m, static_cast<const float*>(p) + i);
+  } else if constexpr (WT == kWF16) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(p) + i));
+  } else {
+    const __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(p) + i));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
+  }
+}
+
+template <int WT, int NR, int NT>
+void ftile(const uint8_t* const* w, const float* const* x, int64_t n, float* const* y) {
+  __m512 acc[NR][NT];
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - i)) - 1);
+    __m512 wv[NR];
+    for (int r = 0; r < NR; ++r) wv[r] = load_w16<WT>(w[r], i, m);
+    for (int t = 0; t < NT; ++t) {
+      const __m512 xv = _mm512_maskz_loadu_ps(m, x[t] + i);
+      for (int r = 0; r < NR; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) y[t][r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+template <int WT, int NR>
+void ftile_nt(int nt, const uint8_t* const* w, const float* const* x, int64_t n, float* const* y) {
+  switch (nt) {
+    case 1: ftile<WT, NR, 1>(w, x, n, y); break;
+    case 2: ftile<WT, NR, 2>(w, x, n, y); break;
+    case 3: ftile<WT, NR, 3>(w, x, n, y); break;
+    default: ftile<WT, NR, 4>(w, x, n, y); break;
+  }
+}
+
+template <int WT>
+void gemm_float(const GemmArgs& g, int64_t r0, int64_t r1) {
+  // Rows in spans of about 32 KiB of weights, so a span stays in L1/L2 while every
+  // token tile passes over it.
+  const int64_t span = g.n_tok <= 4 ? r1 - r0 : std::max<int64_t>(4, (32 << 10) / static_cast<int64_t>(g.w_stride) / 4 * 4);
+  for (int64_t s0 = r0; s0 < r1; s0 += span) {
+    const int64_t s1 = std::min(r1, s0 + span);
+    for (int64_t t0 = 0; t0 < g.n_tok; t0 += 4) {
+      const int nt = static_cast<int>(std::min<int64_t>(4, g.n_tok - t0));
+      const float* x[4];
+      for (int t = 0; t < nt; ++t) x[t] = reinterpret_cast<const float*>(g.act + (t0 + t) * g.act_stride);
+      for (int64_t r = s0; r < s1; r += 4) {
+        const int nr = static_cast<int>(std::min<int64_t>(4, s1 - r));
+        const uint8_t* w[4];
+        float* y[4];
+        for (int i = 0; i < nr; ++i) w[i] = g.w + (r + i) * g.w_stride;
+        for (int t = 0; t < nt; ++t) y[t] = g.y + (t0 + t) * g.y_stride + r;
+        switch (nr) {
+          case 1: ftile_nt<WT, 1>(nt, w, x, g.n_cols, y); break;
+          case 2: ftile_nt<WT, 2>(nt, w, x, g.n_cols, y); break;
+          case 3: ftile_nt<WT, 3>(nt, w, x, g.n_cols, y); break;
+          default: ftile_nt<WT, 4>(nt, w, x, g.n_cols, y); break;
+        }
+      }
+    }
+  }
+}
 #else
 float dot_f32(int64_t n, const void* vw, const void* va) {
   const float* w = static_cast<const float*>(vw);
@@ -703,6 +777,7 @@ void gemv_q4_1(int64_t nb, const uint8_t* const* w, const BlockQ8_1* a, const fl
   for (int r = 0; r < NR; ++r) y[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
+constexpr int kPfGroups = 2;
 void gemv_rows_q4_1(const GemmArgs& g, int64_t r0, int64_t r1) {
   const int64_t nb = g.n_cols / QK;
   const int64_t ndx = (nb + 1) / 2 * 16;
@@ -714,10 +789,16 @@ void gemv_rows_q4_1(const GemmArgs& g, int64_t r0, int64_t r1) {
   float* m = as + nb;
   const BlockQ8_1* a = reinterpret_cast<const BlockQ8_1*>(g.act);
   expand_scales(a, sizeof(BlockQ8_1), nb, adx, as);
+  // Rows are streamed 4 at a time, i.e. 4 short interleaved streams that the hardware
+  // prefetcher follows poorly: prefetch the group kPfGroups ahead explicitly.
+  const char* pf_end = reinterpret_cast<const char*>(g.w + r1 * g.w_stride);
+  const size_t group_bytes = 4 * g.w_stride;
   for (int64_t r = r0; r < r1; r += 4) {
     const int nr = static_cast<int>(std::min<int64_t>(4, r1 - r));
     const uint8_t* w[4];
     for (int i = 0; i < nr; ++i) w[i] = g.w + (r + i) * g.w_stride;
+    const char* pf = reinterpret_cast<const char*>(w[0]) + kPfGroups * group_bytes;
+    for (size_t o = 0; o < group_bytes && pf + o < pf_end; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
     switch (nr) {
       case 1: gemv_q4_1<1>(nb, w, a, adx, as, m, g.y + r); break;
       case 2: gemv_q4_1<2>(nb, w, a, adx, as, m, g.y + r); break;
@@ -867,6 +948,9 @@ inline void fill_simd_kernels(KernelTable& k) {
   k.t[SLOT_Q8_K] = {q_q8_k, dq_q8_k, nullptr};
 #if PL_SIMD_512
   k.t[SLOT_Q4_1].gemm_rows = gemm_q4_1;
+  k.t[SLOT_F32].gemm_rows = gemm_float<kWF32>;
+  k.t[SLOT_F16].gemm_rows = gemm_float<kWF16>;
+  k.t[SLOT_BF16].gemm_rows = gemm_float<kWBF16>;
 #endif
 }
 

@@ -6,6 +6,7 @@
 #include "core/check.h"
 #include "core/thread_pool.h"
 #include "ops/matmul.h"
+#include "ops/quant_kernels.h"
 #include "quant_test_util.h"
 
 namespace parallama {
@@ -71,6 +72,43 @@ TEST(Matmul, BlockTypesOddBlocksAndTails) {
 TEST(Matmul, FloatWeightsOddColumns) {
   ThreadPool pool(2);
   for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16}) check_matmul(t, {11, 37, 3}, pool);
+}
+
+// Every ISA's multi-token kernel (gemm_rows), awkward shapes, against ref::vec_dot.
+TEST(Matmul, GemmRowsEveryIsaMatchesReference) {
+  const Case cases[] = {{7, 37, 5}, {9, 96, 1}, {13, 576, 9}, {4, 16, 4}};
+  for (CpuIsa isa : test::simd_isas()) {
+    for (GgmlType t : test::weight_types()) {
+      const GemmRowsFn k = kernel_table(isa).t[quant_slot(t)].gemm_rows;
+      if (k == nullptr) continue;
+      for (const Case& c : cases) {
+        if (c.n_cols % type_traits(t).block_size != 0) continue;
+        const auto w = test::random_raw(t, c.n_rows * c.n_cols, 3);
+        const auto x = test::random_floats(c.n_tok * c.n_cols, 4);
+        const GgmlType at = vec_dot_type(t);
+        const size_t as = row_size(at, c.n_cols), ws = row_size(t, c.n_cols);
+        std::vector<uint8_t> act(as * c.n_tok);
+        for (int64_t i = 0; i < c.n_tok; ++i) ref::quantize_row(at, x.data() + i * c.n_cols, act.data() + i * as, c.n_cols);
+        std::vector<float> y(c.n_rows * c.n_tok, NAN);
+        GemmArgs g;
+        g.w = w.data();
+        g.w_stride = ws;
+        g.n_cols = c.n_cols;
+        g.act = act.data();
+        g.act_stride = as;
+        g.n_tok = c.n_tok;
+        g.y = y.data();
+        g.y_stride = c.n_rows;
+        k(g, 0, c.n_rows);
+        for (int64_t i = 0; i < c.n_tok; ++i)
+          for (int64_t r = 0; r < c.n_rows; ++r) {
+            const float want = ref::vec_dot(t, c.n_cols, w.data() + r * ws, act.data() + i * as);
+            ASSERT_NEAR(y[i * c.n_rows + r], want, 1e-5 * (std::fabs(want) + 1.0))
+                << cpu_isa_name(isa) << " " << type_name(t) << " rows=" << c.n_rows << " cols=" << c.n_cols;
+          }
+      }
+    }
+  }
 }
 
 TEST(Matmul, RejectsBadShapes) {

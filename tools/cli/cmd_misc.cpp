@@ -87,6 +87,7 @@ void add_synth(CLI::App& app, std::function<int()>& run) {
   struct Args {
     SyntheticModelSpec spec;
     std::string type = "Q8_0";
+    std::string embd_type = "F32";
     std::string out;
   };
   auto a = std::make_shared<Args>();
@@ -100,6 +101,10 @@ void add_synth(CLI::App& app, std::function<int()>& run) {
   c->add_option("--head-dim", a->spec.head_dim)->capture_default_str();
   c->add_option("--ff", a->spec.n_ff)->capture_default_str();
   c->add_option("--vocab", a->spec.n_vocab)->capture_default_str();
+  c->add_option("--embd-type", a->embd_type, "token_embd.weight type (the tied output head too)")
+      ->capture_default_str();
+  c->add_option("--ctx", a->spec.n_ctx, "Training context length written to the metadata")
+      ->capture_default_str();
   c->add_option("--seed", a->spec.seed)->capture_default_str();
   c->add_option("--arch", a->spec.arch, "llama, mistral or qwen2")->capture_default_str();
   c->add_option("--n-embd", a->spec.n_embd, "0: heads x head-dim")->capture_default_str();
@@ -107,15 +112,15 @@ void add_synth(CLI::App& app, std::function<int()>& run) {
   c->add_flag("!--untied", a->spec.tied_output, "Separate output.weight instead of tied embeddings");
   c->callback([a, &run] {
     run = [a] {
-      bool found = false;
-      for (uint32_t id = 0; id < 64; ++id) {
-        TypeTraits t = type_traits(id);
-        if (t.name && t.supported && a->type == t.name) {
-          a->spec.weight_type = static_cast<GgmlType>(id);
-          found = true;
+      auto parse_type = [](const std::string& name, const char* opt) {
+        for (uint32_t id = 0; id < 64; ++id) {
+          TypeTraits t = type_traits(id);
+          if (t.name && t.supported && name == t.name) return static_cast<GgmlType>(id);
         }
-      }
-      if (!found) PL_THROW("unknown or unsupported --type '" << a->type << "'");
+        PL_THROW("unknown or unsupported " << opt << " '" << name << "'");
+      };
+      a->spec.weight_type = parse_type(a->type, "--type");
+      a->spec.embd_type = parse_type(a->embd_type, "--embd-type");
       write_synthetic_model(a->out, a->spec);
       std::printf("wrote %s\n", a->out.c_str());
       return 0;

@@ -19,5 +19,6 @@ void add_tokenize(CLI::App& app, std::function<int()>& run);
 void add_info(CLI::App& app, std::function<int()>& run);
 void add_bench(CLI::App& app, std::function<int()>& run);
 void add_synth(CLI::App& app, std::function<int()>& run);
+void add_membw(CLI::App& app, std::function<int()>& run);
 
 }  // namespace parallama::cli

@@ -6,6 +6,7 @@
 #include "core/check.h"
 #include "ops/quant.h"
 #include "ops/quant_kernels.h"
+#include "ops/repack_q4k.h"
 
 namespace parallama {
 
@@ -49,7 +50,8 @@ const KernelTable& kernel_table(CpuIsa isa) {
       fill_ref_kernels(t[i]);
       if (i >= 1 && best >= 1) fill_avx2_kernels(t[i]);
       if (i >= 2 && best >= 2) fill_avx512_kernels(t[i]), fill_x16_avx512_kernels(t[i]);
-      if (i >= 3 && best >= 3) fill_avx512vnni_kernels(t[i]), fill_x16_avx512vnni_kernels(t[i]);
+      if (i >= 3 && best >= 3)
+        fill_avx512vnni_kernels(t[i]), fill_x16_avx512vnni_kernels(t[i]), fill_x16_q4k_avx512vnni_kernels(t[i]);
     }
     return t;
   }();

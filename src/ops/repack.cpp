@@ -7,6 +7,7 @@
 #include "core/cpu_isa.h"
 #include "ops/quant_blocks.h"
 #include "ops/quant_kernels.h"
+#include "ops/repack_q4k.h"
 
 namespace parallama {
 namespace {
@@ -49,6 +50,7 @@ bool can_repack(GgmlType t) {
 }
 
 int64_t repack_x16(GgmlType t, const void* src, int64_t n_rows, int64_t n_cols, void* dst) {
+  if (t == GgmlType::Q4_K) return repack_x16_q4_k(src, n_rows, n_cols, dst);
   const X16Shape sh = shape_of(t);
   PL_CHECK_MSG(n_cols % QK == 0, "repack: " << n_cols << " columns is not a multiple of " << QK);
   const int64_t nb = n_cols / QK;
@@ -72,6 +74,7 @@ int64_t repack_x16(GgmlType t, const void* src, int64_t n_rows, int64_t n_cols, 
 }
 
 void unpack_x16_row(GgmlType t, const void* packed, int64_t n_cols, int64_t r, void* dst_row) {
+  if (t == GgmlType::Q4_K) return unpack_x16_row_q4_k(packed, n_cols, r, dst_row);
   const X16Shape sh = shape_of(t);
   const int64_t nb = n_cols / QK;
   const int64_t g = r / kRepackRows;

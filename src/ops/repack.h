@@ -16,7 +16,8 @@
 // product against the broadcast four matching activations sums 16 rows at once
 // with no horizontal reduction. A group of 16 rows occupies exactly the bytes of
 // 16 GGUF rows, so rows past the last whole group stay in GGUF order at their
-// usual offset (row r at r * row_size).
+// usual offset (row r at r * row_size). Q4_K has its own x16 layout, same
+// principle and size (ops/repack_q4k.h).
 #pragma once
 
 #include <cstdint>

@@ -67,7 +67,7 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOption
     shard.tp_rank = w.tp_rank();
     shard.tp_comm = par->tp;
   }
-  e->model_ = std::make_unique<LlamaModel>(*e->file_, cfg, shard);
+  e->model_ = std::make_unique<LlamaModel>(*e->file_, cfg, shard, opt.repack);
   // A shard touches only its own pages; faulting in the whole file would make
   // every rank resident for all weights.
   if (!par) prefault(*e->file_, opt.progress);

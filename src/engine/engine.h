@@ -23,6 +23,7 @@ struct EngineOptions {
   int32_t n_ctx = 4096;     // KV capacity in tokens, shared by all sequences
   int32_t block_size = 16;  // tokens per KV block
   bool progress = false;    // draw a loading bar on stderr
+  bool repack = true;       // x16 weight layout for the kernels (false: run from the mapping)
 };
 
 struct GenerateRequest {

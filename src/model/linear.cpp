@@ -8,6 +8,7 @@
 
 #include "core/check.h"
 #include "gguf/gguf_file.h"
+#include "ops/matmul_exact.h"
 #include "ops/quant.h"
 #include "parallel/communicator.h"
 
@@ -120,17 +121,21 @@ size_t RowParallelLinear::weight_bytes() const {
 void RowParallelLinear::forward(const float* x, int64_t n_tok, float* y, ThreadPool& pool,
                                 Communicator* comm) {
   const int64_t wide = w_.n_cols;
+  const size_t n = static_cast<size_t>(n_tok * n_out());
+  if (ysum_.size() < n) ysum_.resize(n);
+  double* s = ysum_.data();
   if (wide == 0 || n_slice_ == 0) {
-    std::fill(y, y + n_tok * n_out(), 0.0f);
+    std::fill(s, s + n, 0.0);
   } else if (wide == n_slice_) {
-    matmul(w_, x, n_tok, y, pool);
+    matmul_exact(w_, x, n_tok, s, pool);
   } else {  // widened slice: zero columns that belong to neighbouring ranks
     xwide_.assign(static_cast<size_t>(n_tok * wide), 0.0f);
     for (int64_t t = 0; t < n_tok; ++t)
       std::copy_n(x + t * n_slice_, n_slice_, xwide_.data() + t * wide + pad_front_);
-    matmul(w_, xwide_.data(), n_tok, y, pool);
+    matmul_exact(w_, xwide_.data(), n_tok, s, pool);
   }
-  if (comm && comm->size() > 1) comm->all_reduce_sum(y, static_cast<size_t>(n_tok * n_out()));
+  if (comm && comm->size() > 1) comm->all_reduce_sum(s, n);
+  for (size_t i = 0; i < n; ++i) y[i] = static_cast<float>(s[i]);  // the one rounding
 }
 
 }  // namespace parallama

@@ -8,9 +8,20 @@
 //                   boundaries; each rank computes a partial y over its slice of
 //                   x and the layer all-reduces the partial sums over the TP group.
 //
+// RowParallel computes its partial sums in double (ops/matmul_exact.h: exact
+// per-block terms), all-reduces the doubles and rounds to float once, and the
+// single-rank layer (comm null or of size 1) takes the same path. So a split at
+// block boundaries gives the single-rank floats (up to double rounding, 1e-16),
+// which matters because the next layer quantizes activations to 8 bits and a
+// last-bit difference can cross a rounding boundary there.
+//
 // A column split that falls inside a quantization block is widened to whole
 // blocks and the input columns outside [c0, c1) are fed as zeros, so every
-// input column still counts exactly once across ranks.
+// input column still counts exactly once across ranks. Such a split cannot be
+// exact: the zero-padded block quantizes its activations with a different scale
+// than the whole block does (e.g. K types, 256-element blocks, split at 64-wide
+// heads); results then agree only to quantization accuracy. block_aligned() says
+// which case a shard is in.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +54,10 @@ class Linear {
   static Linear load_rows(const GgufFile& f, const std::string& base, int64_t n_in, int64_t n_out,
                           int64_t r0, int64_t r1, bool bias);
 
+  // Moves the weight into owned memory in the x16 layout (ops/repack.h) when its type
+  // has x16 kernels, and drops the mapped pages it was read from. No-op otherwise.
+  void repack();
+
   // x: [n_tok, n_in] f32 -> y: [n_tok, n_out] f32
   void forward(const float* x, int64_t n_tok, float* y, ThreadPool& pool) const;
   const WeightView& weight() const { return w_; }
@@ -50,8 +65,9 @@ class Linear {
   int64_t n_out() const { return w_.n_rows; }
 
  private:
-  WeightView w_;              // [n_out, n_in] in its GGUF type
+  WeightView w_;              // [n_out, n_in] in its GGUF type (x16 rows when repacked)
   std::vector<float> bias_;   // [n_out] f32, empty when none
+  std::vector<uint8_t> storage_;  // the repacked copy; empty while w_ points into the mapping
 };
 
 // Row-parallel shard of a [n_out, n_in] weight: input columns [c0, c1).
@@ -65,6 +81,11 @@ class RowParallelLinear {
   void forward(const float* x, int64_t n_tok, float* y, ThreadPool& pool, Communicator* comm);
   int64_t n_out() const { return w_.n_rows; }
   size_t weight_bytes() const;  // bytes of the (widened) slice this rank reads
+  // As Linear::repack: the slice moves into the x16 layout when its type has kernels.
+  void repack();
+  // True when the slice starts and ends on block boundaries (no zero padding),
+  // so the all-reduced result equals the single-rank one.
+  bool block_aligned() const { return w_.n_cols == n_slice_; }
 
  private:
   WeightView w_;                  // [n_out, wide columns] in its GGUF type
@@ -72,6 +93,7 @@ class RowParallelLinear {
   int64_t pad_front_ = 0;         // zero columns before c0 in the widened slice
   int64_t n_slice_ = 0;           // c1 - c0
   std::vector<float> xwide_;      // [n_tok, wide] scratch when padded
+  std::vector<double> ysum_;      // [n_tok, n_out] partial / reduced sums
 };
 
 }  // namespace parallama

@@ -29,7 +29,7 @@ std::pair<int64_t, int64_t> even_split(int64_t n, int64_t parts, int64_t i) {
 
 }  // namespace
 
-LlamaModel::LlamaModel(const GgufFile& f, const ModelConfig& cfg, const ModelShard& shard)
+LlamaModel::LlamaModel(const GgufFile& f, const ModelConfig& cfg, const ModelShard& shard, bool repack)
     : file_(f), cfg_(cfg), shard_(shard) {
   if (shard_.layer_end < 0) shard_.layer_end = cfg.n_layer;
   PL_CHECK(0 <= shard_.layer_begin && shard_.layer_begin < shard_.layer_end &&
@@ -101,8 +101,14 @@ LlamaModel::LlamaModel(const GgufFile& f, const ModelConfig& cfg, const ModelSha
     L.w_down = RowParallelLinear::load(f, b + "ffn_down", cfg.n_ff, E, f0, f1);
     for (const Linear* l : {&L.wq, &L.wk, &L.wv, &L.w_gate, &L.w_up}) count(l->weight());
     weight_bytes_ += L.wo.weight_bytes() + L.w_down.weight_bytes();
+    if (repack) {
+      for (Linear* l : {&L.wq, &L.wk, &L.wv, &L.w_gate, &L.w_up}) l->repack();
+      L.wo.repack();
+      L.w_down.repack();
+    }
     layers_.push_back(std::move(L));
   }
+  if (repack && shard_.last_stage(cfg.n_layer)) output_.repack();
 }
 
 KvCacheShape LlamaModel::kv_shape(int32_t n_blocks, int32_t block_size) const {

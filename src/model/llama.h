@@ -54,7 +54,9 @@ class LlamaModel {
  public:
   // Loads this rank's shard; weights stay in the mapping of `file` (which must
   // outlive the model) except row-parallel slices, which are copied.
-  LlamaModel(const GgufFile& file, const ModelConfig& cfg, const ModelShard& shard = {});
+  // repack: copy the matrices with x16 kernels into that layout (ops/repack.h);
+  // faster, but they then live in anonymous memory rather than the mapping.
+  LlamaModel(const GgufFile& file, const ModelConfig& cfg, const ModelShard& shard = {}, bool repack = true);
 
   const ModelConfig& config() const { return cfg_; }
   const ModelShard& shard() const { return shard_; }

@@ -42,6 +42,11 @@ void Communicator::all_reduce_sum(int32_t* buf, size_t n) {
   if (n) do_all_reduce_sum(buf, n, CommType::I32);
 }
 
+void Communicator::all_reduce_sum(double* buf, size_t n) {
+  ScopedCommTimer t(stats_, n * sizeof(double));
+  if (n) do_all_reduce_sum(buf, n, CommType::F64);
+}
+
 void Communicator::all_gather(const float* send, size_t n_each, float* recv) {
   all_gather_bytes(send, n_each * sizeof(float), recv);
 }

@@ -26,7 +26,7 @@ struct CommStats {
   }
 };
 
-enum class CommType { F32, I32 };
+enum class CommType { F32, I32, F64 };
 
 class Communicator {
  public:
@@ -39,6 +39,9 @@ class Communicator {
   // Element-wise sum over all ranks, in place: buf [n].
   void all_reduce_sum(float* buf, size_t n);
   void all_reduce_sum(int32_t* buf, size_t n);
+  // Doubles: row-parallel layers reduce exact partial sums and round once after.
+  // With more than 2 ranks the backend's summation order may vary (1e-16 level).
+  void all_reduce_sum(double* buf, size_t n);
   // recv [size() * n_each] = concatenation of every rank's send [n_each], rank order.
   void all_gather(const float* send, size_t n_each, float* recv);
   void all_gather(const int32_t* send, size_t n_each, int32_t* recv);

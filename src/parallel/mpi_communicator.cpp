@@ -120,7 +120,9 @@ int MpiCommunicator::world_rank_of(int r) const {
 const std::string& MpiCommunicator::label() const { return impl_->label; }
 
 void MpiCommunicator::do_all_reduce_sum(void* buf, size_t n, CommType type) {
-  const MPI_Datatype dt = type == CommType::F32 ? MPI_FLOAT : MPI_INT32_T;
+  const MPI_Datatype dt = type == CommType::F32   ? MPI_FLOAT
+                          : type == CommType::F64 ? MPI_DOUBLE
+                                                  : MPI_INT32_T;
   impl_->check_collective(
       MPI_Allreduce(MPI_IN_PLACE, buf, to_int_count(n, "all_reduce"), dt, MPI_SUM, impl_->comm),
       "all_reduce");

@@ -63,6 +63,24 @@ void test_all_reduce_i32(const WorldConfig& cfg, Communicator& world) {
   }
 }
 
+// Doubles keep what floats would drop: 1 + i * 2^-40 needs 41 mantissa bits.
+// Dyadic values of small range, so every order of summation is exact.
+void test_all_reduce_f64(const WorldConfig& cfg, Communicator& tp) {
+  const size_t n = 257;
+  auto val = [](int r, size_t i) { return (r + 1) * (1.0 + static_cast<double>(i) * 0x1p-40); };
+  std::vector<double> buf(n);
+  for (size_t i = 0; i < n; ++i) buf[i] = val(cfg.rank, i);
+  const uint64_t bytes0 = tp.stats().bytes;
+  tp.all_reduce_sum(buf.data(), n);
+  EXPECT_TRUE_MSG(tp.stats().bytes - bytes0 == n * sizeof(double), "f64 all_reduce byte count");
+  for (size_t i = 0; i < n; ++i) {
+    double want = 0;
+    for (int r : cfg.tp_group_ranks()) want += val(r, i);
+    EXPECT_TRUE_MSG(buf[i] == want, "f64 all_reduce i=" + std::to_string(i));
+    if (buf[i] != want) break;
+  }
+}
+
 void test_all_gather(const WorldConfig& cfg, Communicator& tp) {
   const size_t each = 7;
   std::vector<float> send(each), recv(each * cfg.tp, -1.f);
@@ -209,6 +227,7 @@ int main(int argc, char** argv) {
     test_all_reduce(cfg, *comms.tp, 1000);
     test_all_reduce(cfg, *comms.tp, 1 << 20);  // large: not the eager path
     test_all_reduce_i32(cfg, *comms.world);
+    test_all_reduce_f64(cfg, *comms.tp);
     test_all_gather(cfg, *comms.tp);
     test_broadcast(cfg, *comms.world);
     test_pipeline(cfg, *comms.pipe);

@@ -30,6 +30,10 @@ TEST(SingleRankCommunicator, CollectivesAreIdentity) {
   int32_t i = 7;
   c.all_reduce_sum(&i, 1);
   EXPECT_EQ(i, 7);
+  std::vector<double> d = {1.0 + 0x1p-40, -3.25};
+  c.all_reduce_sum(d.data(), d.size());
+  EXPECT_EQ(d, (std::vector<double>{1.0 + 0x1p-40, -3.25}));
+  EXPECT_EQ(c.stats().bytes, 3 * 4 + 3 * 4 + 3 * 4 + 4 + 2 * 8u);
   c.broadcast(&i, sizeof(i), 0);
   c.barrier();
 }

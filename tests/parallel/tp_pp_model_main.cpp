@@ -2,19 +2,25 @@
 // Every rank loads its shard; world rank 0 also loads the whole model alone.
 // Checks (exit status 1 on any failure, message on stderr):
 //   - first-step logits of a prefill agree within 1e-4 relative (max |diff| / max |logit|)
-//     for float weights; see kQuantizedTolerance for quantized ones
 //   - greedy continuations of several prompts, run as one batch, are identical
-//     (quantized weights: up to a near-tie of the single-rank run, see below)
+// for float weights and for quantized weights whose row-parallel splits fall on
+// block boundaries (the default model in every layout). See kQuantizedTolerance
+// for the rest.
 //
-// Why quantized weights get a tolerance: activations are quantized to 8 bits
-// before every quantized matmul. A row-parallel layer sums per-rank partial dot
-// products, so its float result differs from the single-rank sum in the last
-// bits; where that moves an activation across a rounding boundary of the next
-// 8-bit quantization, the step (~0.4% of the block's largest value) propagates.
-// The same happens between our scalar and SIMD paths (2.4% relative on the
-// default model) and between llama.cpp and an exact float64 forward pass.
-// Float weights have no such step, and there the 1e-4 bound holds.
+// Why that holds for quantized weights: activations are quantized to 8 bits
+// before every quantized matmul, so a last-bit difference in a row-parallel
+// layer's output (attn_output, ffn_down) can cross a rounding boundary of the
+// next quantization and a whole step (~0.4% of the block's largest value)
+// propagates. Those layers therefore sum exact per-block terms in double,
+// all-reduce the doubles and round once (model/linear.h), identically at tp=1.
+//
+// Where a split falls inside a block (K types' 256-element blocks split at
+// 64-wide heads; qwen2's 16-wide heads with tp=2 or 4) the layer zero-pads the
+// block, whose activations then quantize with a different scale: the results
+// agree only to quantization accuracy, and a greedy token may differ after a
+// near-tie of the single-rank run.
 // usage: mpirun -n N tp_pp_model_main --tp T --pp P (--model FILE | --synthetic NAME) [--steps S]
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -54,6 +60,30 @@ SyntheticModelSpec synthetic(const std::string& name) {
     throw Error("unknown synthetic model " + name);
   }
   return s;
+}
+
+// Whether this rank's row-parallel splits (attn_output columns of its query
+// heads, ffn_down columns of its MLP slice) fall on block boundaries. Mirrors
+// the split of LlamaModel (model/llama.cpp); RowParallelLinear::block_aligned()
+// is the per-layer truth, this is the test's independent expectation.
+bool row_splits_block_aligned(const GgufFile& f, const ModelConfig& cfg, const WorldConfig& w) {
+  auto even_split = [](int64_t n, int64_t parts, int64_t i) {
+    const int64_t base = n / parts, extra = n % parts;
+    const int64_t b = i * base + std::min(i, extra);
+    return std::pair<int64_t, int64_t>{b, b + base + (i < extra ? 1 : 0)};
+  };
+  auto aligned = [](int64_t c0, int64_t c1, int64_t n, int64_t blk) {
+    return c0 % blk == 0 && (c1 % blk == 0 || c1 == n);
+  };
+  const int64_t hd = cfg.head_dim;
+  const HeadShard hs = WorldConfig::head_shard(cfg.n_head, cfg.n_head_kv, w.tp, w.tp_rank());
+  const int64_t o_blk = type_traits(f.find_tensor("blk.0.attn_output.weight")->ggml_type()).block_size;
+  const bool o_ok = aligned(hs.q_begin * hd, hs.q_end * hd, int64_t(cfg.n_head) * hd, o_blk);
+  const int64_t unit = type_traits(f.find_tensor("blk.0.ffn_down.weight")->ggml_type()).block_size;
+  const bool by_blocks = cfg.n_ff % unit == 0 && cfg.n_ff / unit >= w.tp;
+  const auto [u0, u1] = even_split(by_blocks ? cfg.n_ff / unit : cfg.n_ff, w.tp, w.tp_rank());
+  const int64_t f0 = by_blocks ? u0 * unit : u0, f1 = by_blocks ? u1 * unit : u1;
+  return o_ok && aligned(f0, f1, cfg.n_ff, unit);
 }
 
 // One prefill through the pipeline; the last stage's TP rank 0 sends the
@@ -164,6 +194,8 @@ int main(int argc, char** argv) {
       r.stop_at_eog = false;
       reqs.push_back(r);
     }
+    int unaligned = row_splits_block_aligned(*f, cfg, w) ? 0 : 1;
+    comms.world->all_reduce_sum(&unaligned, 1);
     auto logits = staged_prefill(*e, par, reqs[0].prompt);
     auto res = e->generate(reqs);
 
@@ -187,9 +219,11 @@ int main(int argc, char** argv) {
       const double rel = max_diff / scale;
       const GgmlType wt = f->find_tensor("blk.0.attn_q.weight")->ggml_type();
       const bool float_weights = wt == GgmlType::F32 || wt == GgmlType::F16 || wt == GgmlType::BF16;
-      const double limit = float_weights ? 1e-4 : kQuantizedTolerance;
-      std::printf("tp=%d pp=%d %s: first-step logits max |diff| %.3g (relative %.3g)\n", tp, pp,
-                  synth.empty() ? model.c_str() : synth.c_str(), max_diff, rel);
+      const bool exact = float_weights || unaligned == 0;  // see the header comment
+      const double limit = exact ? 1e-4 : kQuantizedTolerance;
+      std::printf("tp=%d pp=%d %s: first-step logits max |diff| %.3g (relative %.3g, limit %.0e%s)\n",
+                  tp, pp, synth.empty() ? model.c_str() : synth.c_str(), max_diff, rel, limit,
+                  exact ? "" : ", splits inside quantization blocks");
       if (!(rel < limit)) {
         std::fprintf(stderr, "FAIL: logits differ by %.3g relative (limit %.0e)\n", rel, limit);
         ++failures;
@@ -198,7 +232,7 @@ int main(int argc, char** argv) {
         const Greedy g = reference_greedy(*ref, reqs[i].prompt, steps);
         for (int s = 0; s < steps; ++s) {
           if (res[i].tokens[s] == g.tokens[s]) continue;
-          if (float_weights || g.margins[s] >= kNearTie) {
+          if (exact || g.margins[s] >= kNearTie) {
             std::fprintf(stderr,
                          "FAIL: prompt %zu step %d: token %d, single-rank %d (margin %.3f)\n", i,
                          s, res[i].tokens[s], g.tokens[s], g.margins[s]);

@@ -22,6 +22,7 @@ struct BenchArgs {
   int prompt_tokens = 512;
   int gen_tokens = 128;
   bool json = false;
+  bool no_repack = false;
 };
 
 
@@ -37,6 +38,7 @@ int run_bench(const BenchArgs& a) {
   EngineOptions opt;
   opt.threads = a.threads;
   opt.n_ctx = a.prompt_tokens + a.gen_tokens + 16;
+  opt.repack = !a.no_repack;
   auto e = Engine::load(a.model.empty() ? default_model_path() : a.model, opt);
   const int32_t V = e->config().n_vocab;
   std::vector<int32_t> table;
@@ -77,6 +79,7 @@ int run_bench(const BenchArgs& a) {
   nlohmann::json out = {{"model", e->file().path()},
                         {"threads", e->threads()},
                         {"isa", cpu_isa_name(active_cpu_isa())},
+                        {"repack", opt.repack},
                         {"prompt_tokens", a.prompt_tokens},
                         {"gen_tokens", a.gen_tokens},
                         {"prompt_s", pp_s},
@@ -103,6 +106,7 @@ void add_bench(CLI::App& app, std::function<int()>& run) {
   c->add_option("--prompt-tokens", a->prompt_tokens)->capture_default_str();
   c->add_option("--gen-tokens", a->gen_tokens)->capture_default_str();
   c->add_flag("--json", a->json, "One JSON object");
+  c->add_flag("--no-repack", a->no_repack, "Run from the mapped file in GGUF layout (no x16 weight copy)");
   c->callback([a, &run] { run = [a] { return run_bench(*a); }; });
 }
 

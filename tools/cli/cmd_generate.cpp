@@ -31,6 +31,7 @@ struct GenerateArgs {
   int ctx = 4096;
   bool json = false;
   bool ignore_eos = false;
+  bool no_repack = false;
   ParallelArgs par;
 };
 
@@ -62,6 +63,7 @@ int run_generate_on(const GenerateArgs& a, ParallelRun* run) {
   EngineOptions opt;
   opt.threads = run ? run->threads(a.threads) : a.threads;
   opt.n_ctx = a.ctx;
+  opt.repack = !a.no_repack;
   opt.progress = leader && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO) && !a.json;
   auto engine = Engine::load(a.model.empty() ? default_model_path() : a.model, opt,
                              run ? &run->setup() : nullptr);
@@ -149,6 +151,7 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
   c->add_option("-c,--ctx", a->ctx, "KV cache capacity in tokens")->capture_default_str();
   c->add_flag("--ignore-eos", a->ignore_eos, "Do not stop at end-of-generation tokens");
   c->add_flag("--json", a->json, "Print one JSON object with tokens, text and timings");
+  c->add_flag("--no-repack", a->no_repack, "Run from the mapped file in GGUF layout (no x16 weight copy)");
   add_parallel_options(c, a->par);
   c->callback([a, &run] { run = [a] { return run_generate(*a); }; });
 }

@@ -120,11 +120,15 @@ void tile(const uint8_t* gw, const ActMetaK& m, const uint8_t* const* act, float
     __m512i s_lo, s_hi, m_lo, m_hi;
     decode6(base + 64, s_lo, s_hi);
     decode6(base + 160, m_lo, m_hi);
-    __m512i sc[8];
-    for (int j = 0; j < 4; ++j) {
-      sc[j] = _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(s_lo, j));
-      sc[4 + j] = _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(s_hi, j));
-    }
+    // Spelled out: the lane index must be an immediate even in unoptimised (sanitizer) builds.
+    const __m512i sc[8] = {_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(s_lo, 0)),
+                           _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(s_lo, 1)),
+                           _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(s_lo, 2)),
+                           _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(s_lo, 3)),
+                           _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(s_hi, 0)),
+                           _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(s_hi, 1)),
+                           _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(s_hi, 2)),
+                           _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(s_hi, 3))};
     const __m512i mp[4] = {_mm512_cvtepu8_epi16(_mm512_castsi512_si256(m_lo)),
                            _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(m_lo, 1)),
                            _mm512_cvtepu8_epi16(_mm512_castsi512_si256(m_hi)),

@@ -349,10 +349,83 @@ double dot_float(int64_t n, const void* w, const void* va) {
   return s;
 }
 
+#if PL_EXACT_512
+// NR rows x NT tokens with dot_float's exact sequence per (row, token): elements
+// [i, i+8) into s0 and [i+8, i+16) into s1, the tail scalar. Each weight vector is
+// widened once for NT tokens and each activation vector once for NR rows.
+template <int F, int NR, int NT>
+void ftile_exact(const uint8_t* const* w, const float* const* a, int64_t n, double* const* y) {
+  __m512d s0[NR][NT], s1[NR][NT];
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) s0[r][t] = s1[r][t] = _mm512_setzero_pd();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512d wl[NR], wh[NR];
+    for (int r = 0; r < NR; ++r) {
+      wl[r] = _mm512_cvtps_pd(load8<F>(w[r], i));
+      wh[r] = _mm512_cvtps_pd(load8<F>(w[r], i + 8));
+    }
+    for (int t = 0; t < NT; ++t) {
+      const __m512d al = _mm512_cvtps_pd(_mm256_loadu_ps(a[t] + i));
+      const __m512d ah = _mm512_cvtps_pd(_mm256_loadu_ps(a[t] + i + 8));
+      for (int r = 0; r < NR; ++r) {
+        s0[r][t] = _mm512_fmadd_pd(wl[r], al, s0[r][t]);
+        s1[r][t] = _mm512_fmadd_pd(wh[r], ah, s1[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) {
+      double s = _mm512_reduce_add_pd(_mm512_add_pd(s0[r][t], s1[r][t]));
+      for (int64_t j = i; j < n; ++j) s += static_cast<double>(load1<F>(w[r], j)) * a[t][j];
+      y[t][r] = s;
+    }
+}
+
+template <int F, int NT>
+void ftile_exact_nr(int nr, const uint8_t* const* w, const float* const* a, int64_t n, double* const* y) {
+  switch (nr) {
+    case 1: ftile_exact<F, 1, NT>(w, a, n, y); break;
+    case 2: ftile_exact<F, 2, NT>(w, a, n, y); break;
+    case 3: ftile_exact<F, 3, NT>(w, a, n, y); break;
+    default: ftile_exact<F, 4, NT>(w, a, n, y); break;
+  }
+}
+
+// One token: a row at a time (interleaved row streams defeat the hardware
+// prefetcher). Several: tiles of 4 rows x 2 tokens (16 double accumulators plus 8
+// widened weight vectors fit the 32 registers), token pairs outer so that a pair's
+// activations stay in L1 while the rows of the call (a few KiB each, in L2) pass.
+template <int F>
+void gemm_float(int64_t n, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act, size_t act_stride,
+                int64_t n_tok, double* y, int64_t y_stride) {
+  const int64_t row_tile = n_tok == 1 ? 1 : 4;
+  for (int64_t t0 = 0; t0 < n_tok; t0 += 2) {
+    const int nt = static_cast<int>(std::min<int64_t>(2, n_tok - t0));
+    const float* a[2];
+    for (int t = 0; t < nt; ++t) a[t] = reinterpret_cast<const float*>(act + (t0 + t) * act_stride);
+    for (int64_t r0 = 0; r0 < n_rows; r0 += row_tile) {
+      const int nr = static_cast<int>(std::min<int64_t>(row_tile, n_rows - r0));
+      const uint8_t* wr[4];
+      for (int r = 0; r < nr; ++r) wr[r] = w + (r0 + r) * w_stride;
+      double* yt[2];
+      for (int t = 0; t < nt; ++t) yt[t] = y + (t0 + t) * y_stride + r0;
+      if (nt == 2) ftile_exact_nr<F, 2>(nr, wr, a, n, yt);
+      else ftile_exact_nr<F, 1>(nr, wr, a, n, yt);
+    }
+  }
+}
+
+template <int F>
+void rows_float(int64_t n, const uint8_t* w, size_t w_stride, int64_t n_rows, const void* act, double* y) {
+  gemm_float<F>(n, w, w_stride, n_rows, static_cast<const uint8_t*>(act), 0, 1, y, 0);
+}
+#else
 template <int F>
 void rows_float(int64_t n, const uint8_t* w, size_t w_stride, int64_t n_rows, const void* act, double* y) {
   for (int64_t r = 0; r < n_rows; ++r) y[r] = dot_float<F>(n, w + r * w_stride, act);
 }
+#endif
 
 // ---- K types: integer sums per super-block, then one double term ------------------------
 
@@ -460,6 +533,9 @@ inline void fill_exact_simd_kernels(ExactKernelTable& t) {
   t.k[4] = {dot_of<rows_blk<Q41>, 0>, rows_blk<Q41>, nullptr};
   t.k[5] = {dot_of<rows_blk<Q80>, 0>, rows_blk<Q80>, nullptr};
 #if PL_EXACT_512
+  t.k[0].gemm = gemm_float<0>;
+  t.k[1].gemm = gemm_float<1>;
+  t.k[2].gemm = gemm_float<2>;
   t.k[3].gemm = gemm_blk<Q40>;
   t.k[4].gemm = gemm_blk<Q41>;
   t.k[5].gemm = gemm_blk<Q80>;

@@ -1,8 +1,5 @@
 #include "model/linear.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 
@@ -107,10 +104,7 @@ RowParallelLinear RowParallelLinear::load(const GgufFile& f, const std::string& 
   l.w_ = WeightView{l.storage_.data(), type, n_out, wide};
   // The copy read pages of the whole tensor (slices of every row share pages);
   // drop them from this process so it stays resident for its slice only.
-  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t b = (reinterpret_cast<uintptr_t>(src) + page - 1) / page * page;
-  const uintptr_t e = (reinterpret_cast<uintptr_t>(src) + t.n_bytes) / page * page;
-  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+  release_mapped_pages(src, t.n_bytes);
   return l;
 }
 

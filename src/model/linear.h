@@ -24,6 +24,7 @@
 // which case a shard is in.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -43,6 +44,10 @@ const struct GgufTensorInfo& expect_tensor(const GgufFile& f, const std::string&
 
 // Reads a 1-D tensor of n values (any supported type) as f32.
 std::vector<float> load_vector(const GgufFile& f, const std::string& name, int64_t n);
+
+// Drops the whole pages of a read-only file mapping in [p, p + n) from this process
+// (their contents now live in a copy; re-reading them would fault them back in).
+void release_mapped_pages(const void* p, size_t n);
 
 class Linear {
  public:

@@ -7,8 +7,6 @@
 
 namespace parallama {
 
-// Drops the whole pages of a read-only file mapping in [p, p + n) from this process:
-// their contents now live in a copy, and re-reading them would fault them back in.
 void release_mapped_pages(const void* p, size_t n) {
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;

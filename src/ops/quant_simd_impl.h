@@ -171,8 +171,7 @@ void ftile(const uint8_t* const* w, const float* const* x, int64_t n, float* con
   __m512 acc[NR][NT];
   for (int r = 0; r < NR; ++r)
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
-  // Full vectors unmasked (masked loads in the main loop measured 2x slower out of
-  // cache on Zen 4), then one masked tail.
+  // Full vectors unmasked, then one masked tail.
   auto step = [&](int64_t i, auto load_w, auto load_x) {
     __m512 wv[NR];
     for (int r = 0; r < NR; ++r) wv[r] = load_w(w[r], i);

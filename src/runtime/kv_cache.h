@@ -59,8 +59,11 @@ class KvCache {
   BlockAllocator& allocator() { return alloc_; }
   int32_t block_size() const { return shape_.block_size; }
 
-  // Per layer: [n_blocks, n_kv_heads, block_size, head_dim] f32, so one head's
-  // keys within a block are contiguous for the attention loop.
+  // Per layer: [n_kv_heads, n_blocks, block_size, head_dim] f32. Head-major: a
+  // sequence's blocks, allocated in order, then form one contiguous run per head
+  // that the hardware prefetcher streams; with blocks outermost every block was a
+  // separate 4 KiB run and decode attention read it at ~12 GB/s instead of ~30
+  // (Zen 4, 640 positions, 30 layers).
   float* k(int32_t layer, int32_t block, int32_t head) {
     return k_.data() + offset(layer, block, head);
   }
@@ -71,14 +74,14 @@ class KvCache {
 
  private:
   size_t offset(int32_t layer, int32_t block, int32_t head) const {
-    const size_t per_head = static_cast<size_t>(shape_.block_size) * shape_.head_dim;
-    const size_t per_block = per_head * shape_.n_kv_heads;
-    const size_t per_layer = per_block * shape_.n_blocks;
-    return layer * per_layer + block * per_block + head * per_head;
+    const size_t per_block = static_cast<size_t>(shape_.block_size) * shape_.head_dim;
+    const size_t per_head = per_block * shape_.n_blocks;
+    const size_t per_layer = per_head * shape_.n_kv_heads;
+    return layer * per_layer + head * per_head + block * per_block;
   }
   KvCacheShape shape_;
   BlockAllocator alloc_;
-  std::vector<float> k_;  // [n_layers, n_blocks, n_kv_heads, block_size, head_dim]
+  std::vector<float> k_;  // [n_layers, n_kv_heads, n_blocks, block_size, head_dim]
   std::vector<float> v_;  // same
 };
 

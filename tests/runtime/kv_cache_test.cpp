@@ -51,3 +51,15 @@ TEST(KvCache, SlotsOfDifferentBlocksAndHeadsDoNotOverlap) {
       }
   EXPECT_EQ(kv.bytes(), 2 * seen.size() * sizeof(float));
 }
+
+TEST(KvCache, AHeadsBlocksAreOneContiguousRun) {
+  // Head-major storage: blocks allocated in order give attention one stream per head.
+  KvCacheShape s{2, 5, 4, 3, 8};
+  KvCache kv(s);
+  for (int l = 0; l < 2; ++l)
+    for (int h = 0; h < 3; ++h)
+      for (int b = 0; b + 1 < 5; ++b) {
+        EXPECT_EQ(kv.k(l, b + 1, h), kv.k(l, b, h) + 4 * 8);
+        EXPECT_EQ(kv.v(l, b + 1, h), kv.v(l, b, h) + 4 * 8);
+      }
+}

@@ -30,7 +30,10 @@ const GgufTensorInfo& expect_tensor(const GgufFile& f, const std::string& name, 
   const bool ok = t->dims.size() == 2 && t->dims[0] == n_in && t->dims[1] == n_out;
   if (!ok) {
     std::string got;
-    for (size_t i = 0; i < t->dims.size(); ++i) got += (i ? "," : "") + std::to_string(t->dims[i]);
+    for (size_t i = 0; i < t->dims.size(); ++i) {
+      if (i) got += ',';
+      got += std::to_string(t->dims[i]);
+    }
     PL_THROW(f.path() << ": tensor '" << name << "' has shape [" << got << "], expected ["
                       << n_in << "," << n_out << "]");
   }
@@ -80,10 +83,11 @@ void Linear::forward(const float* x, int64_t n_tok, float* y, ThreadPool& pool) 
 }
 
 RowParallelLinear RowParallelLinear::load(const GgufFile& f, const std::string& base, int64_t n_in,
-                                          int64_t n_out, int64_t c0, int64_t c1) {
+                                          int64_t n_out, int64_t c0, int64_t c1, RowReduction reduction) {
   const GgufTensorInfo& t = expect_tensor(f, base + ".weight", n_in, n_out);
   PL_CHECK(0 <= c0 && c0 <= c1 && c1 <= n_in);
   RowParallelLinear l;
+  l.reduction_ = reduction;
   const GgmlType type = t.ggml_type();
   const int64_t blk = type_traits(type).block_size;
   const int64_t w0 = c0 / blk * blk;                              // widen to whole blocks
@@ -112,22 +116,36 @@ size_t RowParallelLinear::weight_bytes() const {
   return w_.n_cols == 0 ? 0 : row_size(w_.type, w_.n_cols) * static_cast<size_t>(w_.n_rows);
 }
 
+RowReduction row_reduction_for(const GgufFile& f) {
+  for (const GgufTensorInfo& t : f.tensors()) {
+    const GgmlType type = t.ggml_type();
+    const bool is_float = type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16;
+    if (t.dims.size() >= 2 && !is_float) return RowReduction::kExact;
+  }
+  return RowReduction::kFloat;
+}
+
 void RowParallelLinear::forward(const float* x, int64_t n_tok, float* y, ThreadPool& pool,
                                 Communicator* comm) {
   const int64_t wide = w_.n_cols;
   const size_t n = static_cast<size_t>(n_tok * n_out());
-  if (ysum_.size() < n) ysum_.resize(n);
-  double* s = ysum_.data();
-  if (wide == 0 || n_slice_ == 0) {
-    std::fill(s, s + n, 0.0);
-  } else if (wide == n_slice_) {
-    matmul_exact(w_, x, n_tok, s, pool);
-  } else {  // widened slice: zero columns that belong to neighbouring ranks
+  const float* xin = x;
+  if (wide != n_slice_ && wide > 0 && n_slice_ > 0) {  // widened: zero the neighbours' columns
     xwide_.assign(static_cast<size_t>(n_tok * wide), 0.0f);
     for (int64_t t = 0; t < n_tok; ++t)
       std::copy_n(x + t * n_slice_, n_slice_, xwide_.data() + t * wide + pad_front_);
-    matmul_exact(w_, xwide_.data(), n_tok, s, pool);
+    xin = xwide_.data();
   }
+  if (reduction_ == RowReduction::kFloat) {
+    if (wide == 0 || n_slice_ == 0) std::fill(y, y + n, 0.0f);
+    else matmul(w_, xin, n_tok, y, pool);
+    if (comm && comm->size() > 1) comm->all_reduce_sum(y, n);
+    return;
+  }
+  if (ysum_.size() < n) ysum_.resize(n);
+  double* s = ysum_.data();
+  if (wide == 0 || n_slice_ == 0) std::fill(s, s + n, 0.0);
+  else matmul_exact(w_, xin, n_tok, s, pool);
   if (comm && comm->size() > 1) comm->all_reduce_sum(s, n);
   for (size_t i = 0; i < n; ++i) y[i] = static_cast<float>(s[i]);  // the one rounding
 }

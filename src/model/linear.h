@@ -8,12 +8,16 @@
 //                   boundaries; each rank computes a partial y over its slice of
 //                   x and the layer all-reduces the partial sums over the TP group.
 //
-// RowParallel computes its partial sums in double (ops/matmul_exact.h: exact
-// per-block terms), all-reduces the doubles and rounds to float once, and the
-// single-rank layer (comm null or of size 1) takes the same path. So a split at
-// block boundaries gives the single-rank floats (up to double rounding, 1e-16),
-// which matters because the next layer quantizes activations to 8 bits and a
-// last-bit difference can cross a rounding boundary there.
+// RowParallel in RowReduction::kExact computes its partial sums in double
+// (ops/matmul_exact.h: exact per-block terms), all-reduces the doubles and rounds
+// to float once, and the single-rank layer (comm null or of size 1) takes the same
+// path. So a split at block boundaries gives the single-rank floats (up to double
+// rounding, 1e-16), which matters because a later matmul quantizes activations to
+// 8 bits and a last-bit difference can cross a rounding boundary there. A model
+// whose matmuls all take float activations (F32/F16/BF16 weights) has nothing to
+// amplify such a difference and uses kFloat: float partial sums (the plain
+// matmul, twice as fast as double for float weights) and a float all-reduce,
+// equal to the single rank to float rounding (~1e-6 relative).
 //
 // A column split that falls inside a quantization block is widened to whole
 // blocks and the input columns outside [c0, c1) are fed as zeros, so every
@@ -75,12 +79,20 @@ class Linear {
   std::vector<uint8_t> storage_;  // the repacked copy; empty while w_ points into the mapping
 };
 
+// How a row-parallel layer sums its shards (see the top of this file).
+enum class RowReduction { kExact, kFloat };
+
+// kExact when any matrix of the file is quantized: then some matmul quantizes its
+// activations and partial sums must add up to the single-rank result exactly.
+RowReduction row_reduction_for(const GgufFile& f);
+
 // Row-parallel shard of a [n_out, n_in] weight: input columns [c0, c1).
 class RowParallelLinear {
  public:
   RowParallelLinear() = default;
   static RowParallelLinear load(const GgufFile& f, const std::string& base, int64_t n_in,
-                                int64_t n_out, int64_t c0, int64_t c1);
+                                int64_t n_out, int64_t c0, int64_t c1,
+                                RowReduction reduction = RowReduction::kExact);
   // x: [n_tok, c1 - c0] f32 (this rank's slice) -> y: [n_tok, n_out] f32, the
   // full sum over all ranks when comm is given (all-reduce), else the partial sum.
   void forward(const float* x, int64_t n_tok, float* y, ThreadPool& pool, Communicator* comm);
@@ -98,7 +110,8 @@ class RowParallelLinear {
   int64_t pad_front_ = 0;         // zero columns before c0 in the widened slice
   int64_t n_slice_ = 0;           // c1 - c0
   std::vector<float> xwide_;      // [n_tok, wide] scratch when padded
-  std::vector<double> ysum_;      // [n_tok, n_out] partial / reduced sums
+  RowReduction reduction_ = RowReduction::kExact;
+  std::vector<double> ysum_;      // [n_tok, n_out] partial / reduced sums (kExact)
 };
 
 }  // namespace parallama

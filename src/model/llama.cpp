@@ -87,6 +87,7 @@ LlamaModel::LlamaModel(const GgufFile& f, const ModelConfig& cfg, const ModelSha
 
   const int64_t q0 = int64_t(q_begin_) * hd, q1 = int64_t(q_begin_ + n_q_) * hd;
   const int64_t k0 = int64_t(kv_begin_) * hd, k1 = int64_t(kv_begin_ + n_kv_) * hd;
+  const RowReduction reduction = row_reduction_for(f);
   for (int32_t il = shard_.layer_begin; il < shard_.layer_end; ++il) {
     const std::string b = "blk." + std::to_string(il) + ".";
     LlamaLayer L;
@@ -94,11 +95,11 @@ LlamaModel::LlamaModel(const GgufFile& f, const ModelConfig& cfg, const ModelSha
     L.wq = Linear::load_rows(f, b + "attn_q", E, Dq, q0, q1, true);
     L.wk = Linear::load_rows(f, b + "attn_k", E, Dkv, k0, k1, true);
     L.wv = Linear::load_rows(f, b + "attn_v", E, Dkv, k0, k1, true);
-    L.wo = RowParallelLinear::load(f, b + "attn_output", Dq, E, q0, q1);
+    L.wo = RowParallelLinear::load(f, b + "attn_output", Dq, E, q0, q1, reduction);
     L.ffn_norm = load_vector(f, b + "ffn_norm.weight", E);
     L.w_gate = Linear::load_rows(f, b + "ffn_gate", E, cfg.n_ff, f0, f1, false);
     L.w_up = Linear::load_rows(f, b + "ffn_up", E, cfg.n_ff, f0, f1, false);
-    L.w_down = RowParallelLinear::load(f, b + "ffn_down", cfg.n_ff, E, f0, f1);
+    L.w_down = RowParallelLinear::load(f, b + "ffn_down", cfg.n_ff, E, f0, f1, reduction);
     for (const Linear* l : {&L.wq, &L.wk, &L.wv, &L.w_gate, &L.w_up}) count(l->weight());
     weight_bytes_ += L.wo.weight_bytes() + L.w_down.weight_bytes();
     if (repack) {

@@ -325,18 +325,11 @@ inline float load1(const void* w, int64_t i) {
   return f;
 }
 
+#if !PL_EXACT_512
 template <int F>
 double dot_float(int64_t n, const void* w, const void* va) {
   const float* a = static_cast<const float*>(va);
   int64_t i = 0;
-#if PL_EXACT_512
-  __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-  for (; i + 16 <= n; i += 16) {
-    s0 = _mm512_fmadd_pd(_mm512_cvtps_pd(load8<F>(w, i)), _mm512_cvtps_pd(_mm256_loadu_ps(a + i)), s0);
-    s1 = _mm512_fmadd_pd(_mm512_cvtps_pd(load8<F>(w, i + 8)), _mm512_cvtps_pd(_mm256_loadu_ps(a + i + 8)), s1);
-  }
-  double s = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
-#else
   __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
   for (; i + 8 <= n; i += 8) {
     const __m256 wv = load8<F>(w, i), av = _mm256_loadu_ps(a + i);
@@ -344,13 +337,13 @@ double dot_float(int64_t n, const void* w, const void* va) {
     s1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(wv, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(av, 1)), s1);
   }
   double s = hsum_pd(_mm256_add_pd(s0, s1));
-#endif
   for (; i < n; ++i) s += static_cast<double>(load1<F>(w, i)) * a[i];
   return s;
 }
+#endif
 
 #if PL_EXACT_512
-// NR rows x NT tokens with dot_float's exact sequence per (row, token): elements
+// NR rows x NT tokens, per (row, token) every product exact in double: elements
 // [i, i+8) into s0 and [i+8, i+16) into s1, the tail scalar. Each weight vector is
 // widened once for NT tokens and each activation vector once for NR rows.
 template <int F, int NR, int NT>
@@ -526,16 +519,19 @@ double dot_of(int64_t n, const void* w, const void* act) {
 }  // namespace
 
 inline void fill_exact_simd_kernels(ExactKernelTable& t) {
+#if PL_EXACT_512
+  t.k[0] = {dot_of<rows_float<0>, 0>, rows_float<0>, gemm_float<0>};
+  t.k[1] = {dot_of<rows_float<1>, 0>, rows_float<1>, gemm_float<1>};
+  t.k[2] = {dot_of<rows_float<2>, 0>, rows_float<2>, gemm_float<2>};
+#else
   t.k[0] = {dot_float<0>, rows_float<0>, nullptr};
   t.k[1] = {dot_float<1>, rows_float<1>, nullptr};
   t.k[2] = {dot_float<2>, rows_float<2>, nullptr};
+#endif
   t.k[3] = {dot_of<rows_blk<Q40>, 0>, rows_blk<Q40>, nullptr};
   t.k[4] = {dot_of<rows_blk<Q41>, 0>, rows_blk<Q41>, nullptr};
   t.k[5] = {dot_of<rows_blk<Q80>, 0>, rows_blk<Q80>, nullptr};
 #if PL_EXACT_512
-  t.k[0].gemm = gemm_float<0>;
-  t.k[1].gemm = gemm_float<1>;
-  t.k[2].gemm = gemm_float<2>;
   t.k[3].gemm = gemm_blk<Q40>;
   t.k[4].gemm = gemm_blk<Q41>;
   t.k[5].gemm = gemm_blk<Q80>;

@@ -18,42 +18,41 @@ namespace {
 constexpr int64_t kRowTile = 4;
 constexpr int64_t kTokTile = 8;
 
-// Reused across calls so decode does not allocate; per calling thread.
-std::vector<uint8_t>& act_scratch() {
-  thread_local std::vector<uint8_t> buf;
-  return buf;
-}
-
 }  // namespace
+
+const uint8_t* prepare_activations(GgmlType w, const float* x, int64_t n_tok, int64_t n_cols, size_t* stride,
+                                   ThreadPool& pool) {
+  const GgmlType act_type = vec_dot_type(w);  // throws for unsupported weights
+  if (act_type == GgmlType::F32) {
+    *stride = static_cast<size_t>(n_cols) * sizeof(float);
+    return reinterpret_cast<const uint8_t*>(x);
+  }
+  const QuantizeRowFn quant = type_kernels(act_type).quantize;
+  const size_t st = row_size(act_type, n_cols);
+  *stride = st;
+  // Reused across calls so decode does not allocate; per calling thread.
+  thread_local std::vector<uint8_t> buf;
+  if (buf.size() < st * n_tok) buf.resize(st * n_tok);
+  uint8_t* dst = buf.data();
+  auto rows = [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) quant(x + t * n_cols, dst + t * st, n_cols);
+  };
+  if (n_tok >= 4 && pool.size() > 1) pool.parallel_for(n_tok, 1, rows);
+  else rows(0, n_tok);
+  return dst;
+}
 
 void matmul(const WeightView& W, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
   PL_CHECK_MSG(W.data != nullptr && x != nullptr && y != nullptr, "matmul: null pointer");
   PL_CHECK_MSG(W.n_rows >= 0 && W.n_cols >= 0 && n_tok >= 0, "matmul: negative size");
   if (W.n_rows == 0 || n_tok == 0) return;
-  const GgmlType act_type = vec_dot_type(W.type);  // throws for unsupported weights
   const TypeKernels& wk = type_kernels(W.type);
   const VecDotFn dot = wk.vec_dot;
   PL_CHECK_MSG(dot != nullptr, "matmul: " << type_name(W.type) << " is not a weight type");
   const int64_t n_cols = W.n_cols;
   const size_t w_stride = row_size(W.type, n_cols);  // checks the block multiple
-
-  const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
-  size_t act_stride = static_cast<size_t>(n_cols) * sizeof(float);
-  if (act_type != GgmlType::F32) {
-    const QuantizeRowFn quant = type_kernels(act_type).quantize;
-    act_stride = row_size(act_type, n_cols);
-    std::vector<uint8_t>& buf = act_scratch();
-    if (buf.size() < act_stride * n_tok) buf.resize(act_stride * n_tok);
-    uint8_t* dst = buf.data();
-    if (n_tok >= 4 && pool.size() > 1) {
-      pool.parallel_for(n_tok, 1, [&](int64_t t0, int64_t t1) {
-        for (int64_t t = t0; t < t1; ++t) quant(x + t * n_cols, dst + t * act_stride, n_cols);
-      });
-    } else {
-      for (int64_t t = 0; t < n_tok; ++t) quant(x + t * n_cols, dst + t * act_stride, n_cols);
-    }
-    act = dst;
-  }
+  size_t act_stride = 0;
+  const uint8_t* act = prepare_activations(W.type, x, n_tok, n_cols, &act_stride, pool);
 
   const uint8_t* w = static_cast<const uint8_t*>(W.data);
   const int64_t n_rows = W.n_rows;

@@ -1,6 +1,7 @@
 // y = x · Wᵀ for a weight matrix stored row-major in any supported type.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "core/ggml_type.h"
@@ -22,5 +23,11 @@ struct WeightView {
 // Activations are quantized once per row; work is split over rows of W so each
 // thread streams a contiguous slice of the weights.
 void matmul(const WeightView& W, const float* x, int64_t n_tok, float* y, ThreadPool& pool);
+
+// The activation rows a kernel for weight type w reads: x itself for float weights,
+// else each row of x [n_tok, n_cols] quantized once to vec_dot_type(w) into a
+// per-thread buffer (valid until this thread's next call). *stride: bytes per row.
+const uint8_t* prepare_activations(GgmlType w, const float* x, int64_t n_tok, int64_t n_cols, size_t* stride,
+                                   ThreadPool& pool);
 
 }  // namespace parallama

@@ -16,37 +16,18 @@ namespace {
 
 constexpr int64_t kRowTile = 16;
 
-std::vector<uint8_t>& act_scratch() {
-  thread_local std::vector<uint8_t> buf;
-  return buf;
-}
-
 }  // namespace
 
 void matmul_exact(const WeightView& W, const float* x, int64_t n_tok, double* y, ThreadPool& pool) {
   PL_CHECK_MSG(W.data != nullptr && x != nullptr && y != nullptr, "matmul_exact: null pointer");
   PL_CHECK_MSG(W.n_rows >= 0 && W.n_cols >= 0 && n_tok >= 0, "matmul_exact: negative size");
   if (W.n_rows == 0 || n_tok == 0) return;
-  const GgmlType act_type = vec_dot_type(W.type);  // throws for unsupported weights
-  const ExactKernels& k = exact_kernels(W.type);
+  const ExactKernels& k = exact_kernels(W.type);  // throws for unsupported weights
   const ExactRowsFn rows = k.rows;
   const int64_t n_cols = W.n_cols;
   const size_t w_stride = row_size(W.type, n_cols);  // checks the block multiple
-
-  const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
-  size_t act_stride = static_cast<size_t>(n_cols) * sizeof(float);
-  if (act_type != GgmlType::F32) {
-    act_stride = row_size(act_type, n_cols);
-    std::vector<uint8_t>& buf = act_scratch();
-    if (buf.size() < act_stride * n_tok) buf.resize(act_stride * n_tok);
-    uint8_t* dst = buf.data();
-    auto quant = [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) quantize_row(act_type, x + t * n_cols, dst + t * act_stride, n_cols);
-    };
-    if (n_tok >= 4 && pool.size() > 1) pool.parallel_for(n_tok, 1, quant);
-    else quant(0, n_tok);
-    act = dst;
-  }
+  size_t act_stride = 0;
+  const uint8_t* act = prepare_activations(W.type, x, n_tok, n_cols, &act_stride, pool);
 
   const uint8_t* w = static_cast<const uint8_t*>(W.data);
   const int64_t n_rows = W.n_rows;

@@ -19,17 +19,15 @@
 
 #include "ops/quant_blocks.h"
 #include "ops/quant_exact.h"
+#if PL_EXACT_512
+#include "ops/simd512_loads.h"
+#endif
 
 namespace parallama::PL_EXACT_NS {
 namespace {
 
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 inline __m256i ld256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-inline uint32_t ld_u32(const void* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
 
 inline int hsum_i32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -74,31 +72,8 @@ inline __m512i dot_ss512(__m512i x, __m512i y) {
   const __mmask64 neg = _mm512_movepi8_mask(x);
   return dot_us512(_mm512_setzero_si512(), _mm512_abs_epi8(x), _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y));
 }
-inline __m512i load2x32(const void* p0, const void* p1) {
-  return _mm512_inserti64x4(_mm512_castsi256_si512(ld256(p0)), ld256(p1), 1);
-}
-// Two blocks' nibbles -> 64 values [lo(b0) hi(b0) lo(b1) hi(b1)].
-inline __m512i nibbles64(const uint8_t* p0, const uint8_t* p1) {
-  const __m256i q = _mm256_inserti128_si256(
-      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p0))),
-      _mm_loadu_si128(reinterpret_cast<const __m128i*>(p1)), 1);
-  const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
-  return _mm512_and_si512(_mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0)), _mm512_set1_epi8(0x0F));
-}
-// The first 4 bytes of cnt (<= 16) blocks `stride` bytes apart as u32 lanes, 0 past cnt.
-inline __m512i heads16(const uint8_t* p, size_t stride, int64_t cnt) {
-  auto ld = [&](int i) { return i < cnt ? static_cast<int>(ld_u32(p + i * stride)) : 0; };
-  __m128i q[4];
-  for (int i = 0; i < 4; ++i) {
-    __m128i v = _mm_cvtsi32_si128(ld(4 * i));
-    v = _mm_insert_epi32(v, ld(4 * i + 1), 1);
-    v = _mm_insert_epi32(v, ld(4 * i + 2), 2);
-    q[i] = _mm_insert_epi32(v, ld(4 * i + 3), 3);
-  }
-  const __m256i lo = _mm256_inserti128_si256(_mm256_castsi128_si256(q[0]), q[1], 1);
-  const __m256i hi = _mm256_inserti128_si256(_mm256_castsi128_si256(q[2]), q[3], 1);
-  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-}
+using simd512::load2x32;
+using simd512::nibbles64;
 #endif
 
 // ---- the 32-element block types ------------------------------------------------------
@@ -172,7 +147,7 @@ void tile(const uint8_t* const* wr, const typename T::A* const* a, const float* 
     const __mmask16 k = static_cast<__mmask16>((1u << cnt) - 1);
     __m512 wd[NR], wm[NR];
     for (int r = 0; r < NR; ++r) {
-      const __m512i h = heads16(wr[r] + c * sizeof(W), sizeof(W), cnt);
+      const __m512i h = simd512::load_head_u32x16(wr[r] + c * sizeof(W), sizeof(W), cnt);
       wd[r] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));
       if constexpr (T::kMin) wm[r] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(h, 16)));
     }

@@ -17,6 +17,9 @@
 
 #include "ops/quant_blocks.h"
 #include "ops/quant_kernels.h"
+#if PL_SIMD_512
+#include "ops/simd512_loads.h"
+#endif
 
 namespace parallama::PL_SIMD_NS {
 namespace {
@@ -567,23 +570,10 @@ inline __m512i dot_ss512(__m512i acc, __m512i x, __m512i y) {
   const __mmask64 neg = _mm512_movepi8_mask(x);
   return dot_us512(acc, _mm512_abs_epi8(x), _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y));
 }
-// Two blocks' 16 nibble bytes -> 64 values [lo(b0) hi(b0) lo(b1) hi(b1)], the element
-// order of two consecutive 32-element activation blocks.
-inline __m512i nibbles64(const uint8_t* p0, const uint8_t* p1) {
-  const __m256i q = _mm256_inserti128_si256(
-      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p0))),
-      _mm_loadu_si128(reinterpret_cast<const __m128i*>(p1)), 1);
-  const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
-  return _mm512_and_si512(_mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0)), _mm512_set1_epi8(0x0F));
-}
-inline __m512i load2x32(const void* p0, const void* p1) {
-  return _mm512_inserti64x4(_mm512_castsi256_si512(loadu256(p0)), loadu256(p1), 1);
-}
-inline uint32_t load_u32(const void* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
+using simd512::load2x32;
+using simd512::load_head_u32x16;
+using simd512::load_u32;
+using simd512::nibbles64;
 // The first 4 bytes of 4 consecutive blocks (stride bytes apart) as 8 floats: two f16 each.
 inline __m256 f16x2_of_4_blocks(const uint8_t* p, size_t stride) {
   __m128i v = _mm_cvtsi32_si128(static_cast<int>(load_u32(p)));
@@ -676,24 +666,6 @@ float dot_q8_0(int64_t n, const void* vw, const void* va) {
 // is then dpbusd, convert, multiply, FMA per (row, token) and block pair, and each
 // loaded weight register serves every token of the tile. The m*s terms are a plain
 // dot of the per-block m and s arrays, folded into the accumulators at the end.
-
-// The first 4 bytes of cnt (<= 16) blocks `stride` bytes apart as 16 u32 lanes, zero
-// past cnt. Scalar loads: vpgatherdd is slow on some AVX-512 cores (Zen 4).
-inline __m512i load_head_u32x16(const uint8_t* p, size_t stride, int64_t cnt) {
-  // Lane by lane into registers (a stack array read back as one vector would stall
-  // store forwarding).
-  auto ld = [&](int i) { return i < cnt ? static_cast<int>(load_u32(p + i * stride)) : 0; };
-  __m128i q[4];
-  for (int i = 0; i < 4; ++i) {
-    __m128i v = _mm_cvtsi32_si128(ld(4 * i));
-    v = _mm_insert_epi32(v, ld(4 * i + 1), 1);
-    v = _mm_insert_epi32(v, ld(4 * i + 2), 2);
-    q[i] = _mm_insert_epi32(v, ld(4 * i + 3), 3);
-  }
-  const __m256i lo = _mm256_inserti128_si256(_mm256_castsi128_si256(q[0]), q[1], 1);
-  const __m256i hi = _mm256_inserti128_si256(_mm256_castsi128_si256(q[2]), q[3], 1);
-  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-}
 
 // Blocks that start with two f16 fields (Q4_1: d, m; Q8_1: d, s), `words` 4-byte
 // words apart: dx gets 8 copies of each d (zero-padded to a whole pair), sec the

@@ -71,15 +71,33 @@ Linear Linear::load_rows(const GgufFile& f, const std::string& base, int64_t n_i
   return l;
 }
 
+void Linear::add_bias(float* y, int64_t n_tok) const {
+  if (bias_.empty()) return;
+  for (int64_t t = 0; t < n_tok; ++t) {
+    float* row = y + t * n_out();
+    for (int64_t i = 0; i < n_out(); ++i) row[i] += bias_[i];
+  }
+}
+
 void Linear::forward(const float* x, int64_t n_tok, float* y, ThreadPool& pool) const {
   if (n_out() == 0) return;
   matmul(w_, x, n_tok, y, pool);
-  if (!bias_.empty()) {
-    for (int64_t t = 0; t < n_tok; ++t) {
-      float* row = y + t * n_out();
-      for (int64_t i = 0; i < n_out(); ++i) row[i] += bias_[i];
-    }
+  add_bias(y, n_tok);
+}
+
+void Linear::forward_many(const Linear* const* layers, float* const* y, int n, const float* x, int64_t n_tok,
+                          ThreadPool& pool) {
+  PL_CHECK_MSG(n >= 0 && n <= 4, "Linear::forward_many: 0 to 4 layers, got " << n);
+  const WeightView* w[4] = {};
+  float* out[4] = {};
+  int m = 0;
+  for (int i = 0; i < n; ++i) {
+    if (layers[i]->n_out() == 0) continue;  // an empty shard (e.g. no heads on this rank)
+    w[m] = &layers[i]->w_;
+    out[m++] = y[i];
   }
+  matmul_many(w, out, m, x, n_tok, pool);
+  for (int i = 0; i < n; ++i) layers[i]->add_bias(y[i], n_tok);
 }
 
 RowParallelLinear RowParallelLinear::load(const GgufFile& f, const std::string& base, int64_t n_in,

@@ -69,11 +69,17 @@ class Linear {
 
   // x: [n_tok, n_in] f32 -> y: [n_tok, n_out] f32
   void forward(const float* x, int64_t n_tok, float* y, ThreadPool& pool) const;
+  // n layers (<= 4) on the same x, y[i] as layers[i]->forward gives it, in one
+  // matmul_many (x quantized once, one hand-off to the pool): Q/K/V, gate/up.
+  static void forward_many(const Linear* const* layers, float* const* y, int n, const float* x, int64_t n_tok,
+                           ThreadPool& pool);
   const WeightView& weight() const { return w_; }
   int64_t n_in() const { return w_.n_cols; }
   int64_t n_out() const { return w_.n_rows; }
 
  private:
+  void add_bias(float* y, int64_t n_tok) const;
+
   WeightView w_;              // [n_out, n_in] in its GGUF type (x16 rows when repacked)
   std::vector<float> bias_;   // [n_out] f32, empty when none
   std::vector<uint8_t> storage_;  // the repacked copy; empty while w_ points into the mapping

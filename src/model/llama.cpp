@@ -185,17 +185,18 @@ void LlamaModel::forward(const Batch& batch, KvCache& kv, StageIO& io, ThreadPoo
     LlamaLayer& L = layers_[il];
     for (int64_t t = 0; t < T; ++t)
       nn::rms_norm(x_.data() + t * E, L.attn_norm.data(), h_.data() + t * E, E, cfg_.rms_eps);
-    L.wq.forward(h_.data(), T, q_.data(), pool);
-    L.wk.forward(h_.data(), T, k_.data(), pool);
-    L.wv.forward(h_.data(), T, v_.data(), pool);
+    const Linear* qkv[3] = {&L.wq, &L.wk, &L.wv};
+    float* qkv_out[3] = {q_.data(), k_.data(), v_.data()};
+    Linear::forward_many(qkv, qkv_out, 3, h_.data(), T, pool);
     attention(batch, kv, il, pool);
     L.wo.forward(attn_.data(), T, out_.data(), pool, comm);
     nn::add_inplace(x_.data(), out_.data(), T * E);
 
     for (int64_t t = 0; t < T; ++t)
       nn::rms_norm(x_.data() + t * E, L.ffn_norm.data(), h_.data() + t * E, E, cfg_.rms_eps);
-    L.w_gate.forward(h_.data(), T, gate_.data(), pool);
-    L.w_up.forward(h_.data(), T, up_.data(), pool);
+    const Linear* gate_up[2] = {&L.w_gate, &L.w_up};
+    float* gate_up_out[2] = {gate_.data(), up_.data()};
+    Linear::forward_many(gate_up, gate_up_out, 2, h_.data(), T, pool);
     nn::silu_mul(gate_.data(), up_.data(), gate_.data(), T * F);
     L.w_down.forward(gate_.data(), T, out_.data(), pool, comm);
     nn::add_inplace(x_.data(), out_.data(), T * E);

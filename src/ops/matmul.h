@@ -24,6 +24,13 @@ struct WeightView {
 // thread streams a contiguous slice of the weights.
 void matmul(const WeightView& W, const float* x, int64_t n_tok, float* y, ThreadPool& pool);
 
+// Several weights that read the same x (Q/K/V, gate/up): y[i] = x · W[i]ᵀ with x
+// quantized once and the rows of all weights in one set of tasks (one hand-off to
+// the thread pool instead of n). Each y[i] gets exactly what matmul() gives. At
+// most 4 weights; ones with different n_cols or activation types run one by one.
+void matmul_many(const WeightView* const* W, float* const* y, int n, const float* x, int64_t n_tok,
+                 ThreadPool& pool);
+
 // The activation rows a kernel for weight type w reads: x itself for float weights,
 // else each row of x [n_tok, n_cols] quantized once to vec_dot_type(w) into a
 // per-thread buffer (valid until this thread's next call). *stride: bytes per row.

@@ -6,6 +6,7 @@
 #include "core/check.h"
 #include "core/thread_pool.h"
 #include "ops/matmul.h"
+#include "ops/repack.h"
 #include "ops/quant_kernels.h"
 #include "quant_test_util.h"
 
@@ -106,6 +107,59 @@ TEST(Matmul, GemmRowsEveryIsaMatchesReference) {
             ASSERT_NEAR(y[i * c.n_rows + r], want, 1e-5 * (std::fabs(want) + 1.0))
                 << cpu_isa_name(isa) << " " << type_name(t) << " rows=" << c.n_rows << " cols=" << c.n_cols;
           }
+      }
+    }
+  }
+}
+
+// matmul_many gives each weight exactly what matmul gives it: shared activation
+// quantization, mixed plain / x16-repacked weights, and a weight whose activation
+// type differs (handled one by one), at several thread counts.
+TEST(Matmul, ManyEqualsOneByOne) {
+  const int64_t n_cols = 512;
+  struct W {
+    GgmlType t;
+    int64_t rows;
+    bool repack;
+  };
+  const std::vector<std::vector<W>> groups = {
+      {{GgmlType::Q4_1, 64, true}, {GgmlType::Q4_1, 21, false}, {GgmlType::Q4_1, 37, true}},
+      {{GgmlType::Q8_0, 48, true}, {GgmlType::Q4_0, 33, false}},
+      {{GgmlType::Q4_0, 40, false}, {GgmlType::Q4_1, 17, false}},  // Q8_0 vs Q8_1 activations
+      {{GgmlType::F16, 19, false}, {GgmlType::F32, 23, false}, {GgmlType::BF16, 5, false}}};
+  for (int nth : {1, 2, 3}) {
+    ThreadPool pool(nth);
+    for (const auto& grp : groups) {
+      for (int64_t n_tok : {1, 3, 9}) {
+        std::vector<std::vector<uint8_t>> store;
+        std::vector<WeightView> views;
+        for (size_t i = 0; i < grp.size(); ++i) {
+          auto raw = test::random_raw(grp[i].t, grp[i].rows * n_cols, 100 + static_cast<uint32_t>(i));
+          WeightView v{nullptr, grp[i].t, grp[i].rows, n_cols};
+          if (grp[i].repack && can_repack(grp[i].t)) {
+            std::vector<uint8_t> packed(raw.size());
+            v.packed_rows = repack_x16(grp[i].t, raw.data(), grp[i].rows, n_cols, packed.data());
+            raw.swap(packed);
+          }
+          store.push_back(std::move(raw));
+          views.push_back(v);
+        }
+        for (size_t i = 0; i < views.size(); ++i) views[i].data = store[i].data();
+        const auto x = test::random_floats(n_tok * n_cols, 7 + static_cast<uint32_t>(n_tok));
+        std::vector<std::vector<float>> one(views.size()), many(views.size());
+        std::vector<const WeightView*> wp;
+        std::vector<float*> yp;
+        for (size_t i = 0; i < views.size(); ++i) {
+          one[i].assign(n_tok * views[i].n_rows, NAN);
+          many[i].assign(n_tok * views[i].n_rows, NAN);
+          matmul(views[i], x.data(), n_tok, one[i].data(), pool);
+          wp.push_back(&views[i]);
+          yp.push_back(many[i].data());
+        }
+        matmul_many(wp.data(), yp.data(), static_cast<int>(wp.size()), x.data(), n_tok, pool);
+        for (size_t i = 0; i < views.size(); ++i)
+          for (size_t k = 0; k < one[i].size(); ++k)
+            ASSERT_EQ(many[i][k], one[i][k]) << type_name(views[i].type) << " weight " << i << " tok " << n_tok;
       }
     }
   }

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/fp16.h"
+#include "ops/gemm_x16_driver.h"
 #include "ops/quant_blocks.h"
 #include "ops/quant_kernels.h"
 
@@ -181,43 +182,17 @@ void tile_nt(int nt, const uint8_t* gw, const ActMeta& m, const uint8_t* const* 
   }
 }
 
-// Rows [r0, r1) (multiples of 16, inside the packed rows) for every token. Tokens
-// go in tiles of up to 4 (outer loop) so each task computes the activation block
-// data once per tile; a task's weight groups stay in cache across tiles.
+// Rows [r0, r1) of x16 groups for every token (gemm_x16_driver.h).
 template <int K>
 void gemm_x16(const GemmArgs& g, int64_t r0, int64_t r1) {
   thread_local ActMeta meta;
-  const int64_t nb = g.n_cols / QK;
-  meta.resize(nb);
-  const bool exact = g.y64 != nullptr;
-  // Row groups in spans of about 24 KiB, so a span stays in L1 while every token
-  // tile passes over it; the activation block data is refilled per span and tile.
-  const int64_t group_bytes = 16 * static_cast<int64_t>(g.w_stride);
-  const int64_t span = g.n_tok <= kMaxTok ? r1 - r0 : 16 * std::max<int64_t>(1, (24 << 10) / group_bytes);
-  for (int64_t s0 = r0; s0 < r1; s0 += span) {
-  const int64_t s1 = std::min(r1, s0 + span);
-  for (int64_t t0 = 0; t0 < g.n_tok; t0 += kMaxTok) {
-    const int nt = static_cast<int>(std::min<int64_t>(kMaxTok, g.n_tok - t0));
-    const uint8_t* act[kMaxTok];
-    for (int t = 0; t < nt; ++t) {
-      act[t] = g.act + (t0 + t) * g.act_stride;
-      fill_meta<K>(meta, t, act[t]);
-    }
-    for (int64_t r = s0; r < s1; r += 16) {
-      const uint8_t* gw = g.w + r * g.w_stride;
-      float* y[kMaxTok];
-      double* y64[kMaxTok];
-      for (int t = 0; t < nt; ++t) {
-        y[t] = g.y ? g.y + (t0 + t) * g.y_stride + r : nullptr;
-        y64[t] = exact ? g.y64 + (t0 + t) * g.y_stride + r : nullptr;
-      }
-      if (exact)
-        tile_nt<K, true>(nt, gw, meta, act, y, y64);
-      else
-        tile_nt<K, false>(nt, gw, meta, act, y, y64);
-    }
-  }
-  }
+  meta.resize(g.n_cols / QK);
+  x16::drive<kMaxTok>(
+      g, r0, r1, [&](int t, const uint8_t* a) { fill_meta<K>(meta, t, a); },
+      [&](int nt, bool exact, const uint8_t* gw, const uint8_t* const* act, float* const* y, double* const* y64) {
+        if (exact) tile_nt<K, true>(nt, gw, meta, act, y, y64);
+        else tile_nt<K, false>(nt, gw, meta, act, y, y64);
+      });
 }
 
 }  // namespace

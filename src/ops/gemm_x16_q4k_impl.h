@@ -26,6 +26,7 @@
 #include <cstring>
 #include <vector>
 
+#include "ops/gemm_x16_driver.h"
 #include "ops/quant_blocks.h"
 #include "ops/quant_kernels.h"
 #include "ops/repack_q4k.h"
@@ -213,40 +214,16 @@ void tile_nt(int nt, const uint8_t* gw, const ActMetaK& m, const uint8_t* const*
   }
 }
 
-// Rows [r0, r1) (multiples of 16, inside the packed rows) for every token. Row groups
-// go in spans of about 24 KiB that stay in L1 while every token tile (up to 4 tokens,
-// activation data computed once per span and tile) passes over them.
+// Rows [r0, r1) of x16 groups for every token (gemm_x16_driver.h).
 void gemm_x16_q4_k(const GemmArgs& g, int64_t r0, int64_t r1) {
   thread_local ActMetaK meta;
-  const int64_t nb = g.n_cols / QK_K;
-  meta.resize(nb);
-  const bool exact = g.y64 != nullptr;
-  const int64_t group_bytes = 16 * static_cast<int64_t>(g.w_stride);
-  const int64_t span = g.n_tok <= kMaxTok ? r1 - r0 : 16 * std::max<int64_t>(1, (24 << 10) / group_bytes);
-  for (int64_t s0 = r0; s0 < r1; s0 += span) {
-    const int64_t s1 = std::min(r1, s0 + span);
-    for (int64_t t0 = 0; t0 < g.n_tok; t0 += kMaxTok) {
-      const int nt = static_cast<int>(std::min<int64_t>(kMaxTok, g.n_tok - t0));
-      const uint8_t* act[kMaxTok];
-      for (int t = 0; t < nt; ++t) {
-        act[t] = g.act + (t0 + t) * g.act_stride;
-        fill_meta(meta, t, act[t]);
-      }
-      for (int64_t r = s0; r < s1; r += 16) {
-        const uint8_t* gw = g.w + r * g.w_stride;
-        float* y[kMaxTok];
-        double* y64[kMaxTok];
-        for (int t = 0; t < nt; ++t) {
-          y[t] = g.y ? g.y + (t0 + t) * g.y_stride + r : nullptr;
-          y64[t] = exact ? g.y64 + (t0 + t) * g.y_stride + r : nullptr;
-        }
-        if (exact)
-          tile_nt<true>(nt, gw, meta, act, y, y64);
-        else
-          tile_nt<false>(nt, gw, meta, act, y, y64);
-      }
-    }
-  }
+  meta.resize(g.n_cols / QK_K);
+  x16::drive<kMaxTok>(
+      g, r0, r1, [&](int t, const uint8_t* a) { fill_meta(meta, t, a); },
+      [&](int nt, bool exact, const uint8_t* gw, const uint8_t* const* act, float* const* y, double* const* y64) {
+        if (exact) tile_nt<true>(nt, gw, meta, act, y, y64);
+        else tile_nt<false>(nt, gw, meta, act, y, y64);
+      });
 }
 
 }  // namespace

@@ -21,6 +21,12 @@ constexpr int64_t kTokTile = 8;
 
 }  // namespace
 
+int64_t row_chunk(int64_t n_rows, int64_t nth, int64_t min_rows, int64_t align) {
+  if (nth <= 1) return std::max<int64_t>(n_rows, 1);
+  const int64_t chunk = std::max(min_rows, (n_rows + 8 * nth - 1) / (8 * nth));
+  return (chunk + align - 1) / align * align;
+}
+
 const uint8_t* prepare_activations(GgmlType w, const float* x, int64_t n_tok, int64_t n_cols, size_t* stride,
                                    ThreadPool& pool) {
   const GgmlType act_type = vec_dot_type(w);  // throws for unsupported weights
@@ -62,15 +68,8 @@ class RowPlan {
     // The GEMM kernel serves single tokens too, so that a prompt batch and token-by-token
     // decoding give bit-identical results (this model amplifies rounding differences).
     gemm_ = wk.gemm_rows;
-    // Row chunks claimed dynamically: enough of them (~8 per thread) that a thread the
-    // OS delays does not hold the others up, each big enough to amortise the claim.
-    chunk_ = n_rows;
-    const int64_t align = packed_ > 0 ? 16 : kRowTile;
-    if (nth > 1) {
-      const int64_t min_rows = n_tok == 1 ? 16 : kRowTile;
-      chunk_ = std::max(min_rows, (n_rows + 8 * nth - 1) / (8 * nth));
-      chunk_ = (chunk_ + align - 1) / align * align;
-    }
+    // Row chunks claimed dynamically; one token needs bigger ones to amortise the claim.
+    chunk_ = row_chunk(n_rows, nth, n_tok == 1 ? 16 : kRowTile, packed_ > 0 ? 16 : kRowTile);
     n_chunks_ = n_rows == 0 ? 0 : (n_rows + chunk_ - 1) / chunk_;
     g_.w = static_cast<const uint8_t*>(W.data);
     g_.w_stride = row_size(W.type, W.n_cols);  // checks the block multiple

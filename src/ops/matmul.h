@@ -31,6 +31,11 @@ void matmul(const WeightView& W, const float* x, int64_t n_tok, float* y, Thread
 void matmul_many(const WeightView* const* W, float* const* y, int n, const float* x, int64_t n_tok,
                  ThreadPool& pool);
 
+// Rows per task when n_rows are split over nth threads: ~8 chunks per thread, so a
+// thread the OS delays does not hold the others up, each at least min_rows and a
+// multiple of align (x16 groups need 16); all rows in one chunk for one thread.
+int64_t row_chunk(int64_t n_rows, int64_t nth, int64_t min_rows, int64_t align);
+
 // The activation rows a kernel for weight type w reads: x itself for float weights,
 // else each row of x [n_tok, n_cols] quantized once to vec_dot_type(w) into a
 // per-thread buffer (valid until this thread's next call). *stride: bytes per row.

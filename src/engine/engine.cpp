@@ -23,26 +23,30 @@ std::string default_model_path() {
 namespace {
 
 
+// A 40-character loading bar on stderr, redrawn when the percentage changes.
+LoadProgress loading_bar() {
+  return [last = -1](size_t done, size_t total) mutable {
+    const int pct = total ? static_cast<int>(100 * done / total) : 100;
+    if (pct == last) return;
+    last = pct;
+    std::fprintf(stderr, "\rloading %-40.*s %3d%% (%.0f MiB)", pct * 40 / 100,
+                 "########################################", pct, done / 1048576.0);
+    if (done >= total) std::fprintf(stderr, "\n");
+  };
+}
+
 // Touches every page of the tensor data so the first token does not pay for
-// page faults, drawing a progress bar when asked.
-void prefault(const GgufFile& f, bool progress) {
+// page faults (weights read from the mapping, i.e. not placed in an arena).
+void prefault(const GgufFile& f, const LoadProgress& progress) {
   uint64_t total = 0, done = 0;
   for (const auto& t : f.tensors()) total += t.n_bytes;
   volatile uint8_t sink = 0;
-  int last = -1;
   for (const auto& t : f.tensors()) {
     const uint8_t* p = f.tensor_data(t);
     for (uint64_t off = 0; off < t.n_bytes; off += 4096) sink = sink + p[off];
     done += t.n_bytes;
-    const int pct = total ? static_cast<int>(100 * done / total) : 100;
-    if (progress && pct != last) {
-      last = pct;
-      const int fill = pct * 40 / 100;  // a 40-character bar
-      std::fprintf(stderr, "\rloading %-40.*s %3d%% (%.0f MiB)", fill,
-                   "########################################", pct, done / 1048576.0);
-    }
+    if (progress) progress(done, total);
   }
-  if (progress) std::fprintf(stderr, "\n");
 }
 
 }  // namespace
@@ -67,10 +71,11 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOption
     shard.tp_rank = w.tp_rank();
     shard.tp_comm = par->tp;
   }
-  e->model_ = std::make_unique<LlamaModel>(*e->file_, cfg, shard, opt.repack);
-  // A shard touches only its own pages; faulting in the whole file would make
-  // every rank resident for all weights.
-  if (!par) prefault(*e->file_, opt.progress);
+  const LoadProgress progress = opt.progress ? loading_bar() : LoadProgress();
+  e->model_ = std::make_unique<LlamaModel>(*e->file_, cfg, shard, opt.repack, progress);
+  // Placed weights were read while being copied. A shard touches only its own
+  // pages; faulting in the whole file would make every rank resident for all weights.
+  if (!par && !opt.repack) prefault(*e->file_, progress);
   if (opt.n_ctx <= 0 || opt.block_size <= 0)
     PL_THROW("context size and block size must be positive (got " << opt.n_ctx << ", "
                                                                    << opt.block_size << ")");

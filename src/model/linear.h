@@ -1,6 +1,7 @@
 // Linear layers y = x·Wᵀ (+ b) whose weights stay in the mapped GGUF file (no
-// copy) or in storage they own (sharded slices), and their tensor-parallel
-// forms, which load only this rank's shard:
+// copy) or, once placed, in the model's WeightArena (x16-repacked where the type
+// has such kernels), and their tensor-parallel forms, which load only this
+// rank's shard:
 //
 //   ColumnParallel  W rows [r0, r1) (output features): a pointer into the
 //                   mapping; each rank computes a slice of y, no communication.
@@ -34,6 +35,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "model/weight_arena.h"
 #include "ops/matmul.h"
 
 namespace parallama {
@@ -63,9 +65,11 @@ class Linear {
   static Linear load_rows(const GgufFile& f, const std::string& base, int64_t n_in, int64_t n_out,
                           int64_t r0, int64_t r1, bool bias);
 
-  // Moves the weight into owned memory in the x16 layout (ops/repack.h) when its type
-  // has x16 kernels, and drops the mapped pages it was read from. No-op otherwise.
-  void repack();
+  // Moves the weight into `arena` (arena_bytes() of it), in the x16 layout
+  // (ops/repack.h) when its type has x16 kernels and it has 16 rows or more, else
+  // as a plain copy, and drops the mapped pages it was read from.
+  void place(WeightArena& arena);
+  size_t arena_bytes() const;
 
   // x: [n_tok, n_in] f32 -> y: [n_tok, n_out] f32
   void forward(const float* x, int64_t n_tok, float* y, ThreadPool& pool) const;
@@ -82,7 +86,6 @@ class Linear {
 
   WeightView w_;              // [n_out, n_in] in its GGUF type (x16 rows when repacked)
   std::vector<float> bias_;   // [n_out] f32, empty when none
-  std::vector<uint8_t> storage_;  // the repacked copy; empty while w_ points into the mapping
 };
 
 // How a row-parallel layer sums its shards (see the top of this file).
@@ -104,15 +107,16 @@ class RowParallelLinear {
   void forward(const float* x, int64_t n_tok, float* y, ThreadPool& pool, Communicator* comm);
   int64_t n_out() const { return w_.n_rows; }
   size_t weight_bytes() const;  // bytes of the (widened) slice this rank reads
-  // As Linear::repack: the slice moves into the x16 layout when its type has kernels.
-  void repack();
+  // As Linear::place; the private slice copy, if any, is freed.
+  void place(WeightArena& arena);
+  size_t arena_bytes() const { return weight_bytes(); }
   // True when the slice starts and ends on block boundaries (no zero padding),
   // so the all-reduced result equals the single-rank one.
   bool block_aligned() const { return w_.n_cols == n_slice_; }
 
  private:
   WeightView w_;                  // [n_out, wide columns] in its GGUF type
-  std::vector<uint8_t> storage_;  // owned copy of the column slice (empty if whole)
+  std::vector<uint8_t> storage_;  // copy of a column slice until placed (empty if whole)
   int64_t pad_front_ = 0;         // zero columns before c0 in the widened slice
   int64_t n_slice_ = 0;           // c1 - c0
   std::vector<float> xwide_;      // [n_tok, wide] scratch when padded

@@ -29,7 +29,8 @@ std::pair<int64_t, int64_t> even_split(int64_t n, int64_t parts, int64_t i) {
 
 }  // namespace
 
-LlamaModel::LlamaModel(const GgufFile& f, const ModelConfig& cfg, const ModelShard& shard, bool repack)
+LlamaModel::LlamaModel(const GgufFile& f, const ModelConfig& cfg, const ModelShard& shard, bool repack,
+                       const LoadProgress& progress)
     : file_(f), cfg_(cfg), shard_(shard) {
   if (shard_.layer_end < 0) shard_.layer_end = cfg.n_layer;
   PL_CHECK(0 <= shard_.layer_begin && shard_.layer_begin < shard_.layer_end &&
@@ -102,14 +103,30 @@ LlamaModel::LlamaModel(const GgufFile& f, const ModelConfig& cfg, const ModelSha
     L.w_down = RowParallelLinear::load(f, b + "ffn_down", cfg.n_ff, E, f0, f1, reduction);
     for (const Linear* l : {&L.wq, &L.wk, &L.wv, &L.w_gate, &L.w_up}) count(l->weight());
     weight_bytes_ += L.wo.weight_bytes() + L.w_down.weight_bytes();
-    if (repack) {
-      for (Linear* l : {&L.wq, &L.wk, &L.wv, &L.w_gate, &L.w_up}) l->repack();
-      L.wo.repack();
-      L.w_down.repack();
-    }
     layers_.push_back(std::move(L));
   }
-  if (repack && shard_.last_stage(cfg.n_layer)) output_.repack();
+  if (repack) place_weights(progress);
+}
+
+void LlamaModel::place_weights(const LoadProgress& progress) {
+  // All matrices in one huge-page arena, in the order a forward pass reads them.
+  const bool has_output = shard_.last_stage(cfg_.n_layer);
+  size_t total = has_output ? WeightArena::footprint(output_.arena_bytes()) : 0;
+  for (const LlamaLayer& L : layers_) {
+    for (const Linear* l : {&L.wq, &L.wk, &L.wv, &L.w_gate, &L.w_up})
+      total += WeightArena::footprint(l->arena_bytes());
+    total += WeightArena::footprint(L.wo.arena_bytes()) + WeightArena::footprint(L.w_down.arena_bytes());
+  }
+  arena_ = WeightArena(total);
+  for (LlamaLayer& L : layers_) {
+    for (Linear* l : {&L.wq, &L.wk, &L.wv}) l->place(arena_);
+    L.wo.place(arena_);
+    for (Linear* l : {&L.w_gate, &L.w_up}) l->place(arena_);
+    L.w_down.place(arena_);
+    if (progress) progress(arena_.used(), total);
+  }
+  if (has_output) output_.place(arena_);
+  if (progress) progress(total, total);
 }
 
 KvCacheShape LlamaModel::kv_shape(int32_t n_blocks, int32_t block_size) const {

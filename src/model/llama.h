@@ -3,6 +3,7 @@
 // separate output head.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -50,13 +51,19 @@ struct LlamaLayer {
   RowParallelLinear w_down;      // [n_embd, ff]           row-parallel + all-reduce
 };
 
+// Reports loading work: done of total bytes.
+using LoadProgress = std::function<void(size_t done, size_t total)>;
+
 class LlamaModel {
  public:
-  // Loads this rank's shard; weights stay in the mapping of `file` (which must
-  // outlive the model) except row-parallel slices, which are copied.
-  // repack: copy the matrices with x16 kernels into that layout (ops/repack.h);
-  // faster, but they then live in anonymous memory rather than the mapping.
-  LlamaModel(const GgufFile& file, const ModelConfig& cfg, const ModelShard& shard = {}, bool repack = true);
+  // Loads this rank's shard from `file` (which must outlive the model).
+  // repack: copy every matrix into one huge-page arena (model/weight_arena.h),
+  // in the x16 layout (ops/repack.h) where its type has those kernels; faster.
+  // Without it the matrices stay in the mapping, in GGUF layout, except
+  // row-parallel slices, which are copied.
+  // progress(done, total) is called as matrices are placed, total = arena bytes.
+  LlamaModel(const GgufFile& file, const ModelConfig& cfg, const ModelShard& shard = {}, bool repack = true,
+             const LoadProgress& progress = {});
 
   const ModelConfig& config() const { return cfg_; }
   const ModelShard& shard() const { return shard_; }
@@ -75,6 +82,7 @@ class LlamaModel {
 
  private:
   void attention(const Batch& batch, KvCache& kv, int32_t local_layer, ThreadPool& pool);
+  void place_weights(const LoadProgress& progress);
 
   const GgufFile& file_;
   ModelConfig cfg_;
@@ -90,6 +98,7 @@ class LlamaModel {
   WeightView tok_embd_;            // [n_vocab, n_embd]
   std::vector<float> out_norm_;    // [n_embd] f32
   Linear output_;                  // [local vocab, n_embd] vocab-parallel
+  WeightArena arena_;              // the placed matrices (empty when not repacked)
   std::vector<LlamaLayer> layers_;
 
   // Scratch, grown to the largest batch seen.

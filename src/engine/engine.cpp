@@ -80,7 +80,7 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOption
     PL_THROW("context size and block size must be positive (got " << opt.n_ctx << ", "
                                                                    << opt.block_size << ")");
   const int32_t n_blocks = (opt.n_ctx + opt.block_size - 1) / opt.block_size;
-  e->kv_ = std::make_unique<KvCache>(e->model_->kv_shape(n_blocks, opt.block_size));
+  e->kv_ = std::make_unique<KvCache>(e->model_->kv_shape(n_blocks, opt.block_size, opt.kv_type));
   int threads = opt.threads;
   if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
   e->pool_ = std::make_unique<ThreadPool>(threads);

@@ -24,6 +24,7 @@ struct EngineOptions {
   int32_t block_size = 16;  // tokens per KV block
   bool progress = false;    // draw a loading bar on stderr
   bool repack = true;       // x16 weight layout for the kernels (false: run from the mapping)
+  KvType kv_type = KvType::kF16;  // element type of the KV cache (llama.cpp's default too)
 };
 
 struct GenerateRequest {

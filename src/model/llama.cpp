@@ -129,8 +129,9 @@ void LlamaModel::place_weights(const LoadProgress& progress) {
   if (progress) progress(total, total);
 }
 
-KvCacheShape LlamaModel::kv_shape(int32_t n_blocks, int32_t block_size) const {
+KvCacheShape LlamaModel::kv_shape(int32_t n_blocks, int32_t block_size, KvType type) const {
   KvCacheShape s;
+  s.type = type;
   s.n_layers = n_local_layers();
   s.n_blocks = n_blocks;
   s.block_size = block_size;
@@ -262,7 +263,9 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
   const int32_t bs = kv.block_size();
   const int64_t T = batch.n_tokens();
 
-  // RoPE on q and k, then store k and v of every token in its cache slot.
+  // RoPE on q and k, then store k and v of every token in its cache slot
+  // (rounded to f16 for an f16 cache, as ggml's F16 conversion does).
+  const GgmlType kv_elem = kv.type() == KvType::kF16 ? GgmlType::F16 : GgmlType::F32;
   for (const BatchSeq& s : batch.seqs) {
     for (int32_t i = 0; i < s.n_tokens; ++i) {
       const int64_t t = s.token_begin + i;
@@ -271,9 +274,10 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
       nn::rope(q_.data() + t * Dq, n_q_, hd, pos, rope_);
       nn::rope(k_.data() + t * Dkv, n_kv_, hd, pos, rope_);
       const int32_t block = (*s.block_table)[pos / bs];
+      const size_t slot = static_cast<size_t>(pos % bs) * hd * kv.elem_bytes();
       for (int32_t h = 0; h < n_kv_; ++h) {
-        std::copy_n(k_.data() + t * Dkv + h * hd, hd, kv.k(il, block, h) + (pos % bs) * hd);
-        std::copy_n(v_.data() + t * Dkv + h * hd, hd, kv.v(il, block, h) + (pos % bs) * hd);
+        quantize_row(kv_elem, k_.data() + t * Dkv + h * hd, kv.k(il, block, h) + slot, hd);
+        quantize_row(kv_elem, v_.data() + t * Dkv + h * hd, kv.v(il, block, h) + slot, hd);
       }
     }
   }
@@ -283,7 +287,7 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
   const int64_t n_items = T * n_kv_;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   pool.run([&](int ith, int nth) {
-    std::vector<const float*> kb, vb;
+    std::vector<const void*> kb, vb;
     for (int64_t item = ith; item < n_items; item += nth) {
       const int64_t t = item / n_kv_;
       const int32_t h = static_cast<int32_t>(item % n_kv_);
@@ -301,7 +305,7 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
         kb[b] = kv.k(il, (*s.block_table)[b], h);
         vb[b] = kv.v(il, (*s.block_table)[b], h);
       }
-      PagedKv pk{kb.data(), vb.data(), bs, hd};
+      PagedKv pk{kb.data(), vb.data(), bs, hd, kv.type() == KvType::kF16};
       nn::attend(q_.data() + t * Dq + int64_t(qa) * hd, qb - qa, pk, n_ctx, scale,
                  attn_.data() + t * Dq + int64_t(qa) * hd);
     }

@@ -69,7 +69,7 @@ class LlamaModel {
   const ModelShard& shard() const { return shard_; }
   int32_t n_local_layers() const { return static_cast<int32_t>(layers_.size()); }
   // A cache for this rank's layers and kv heads: n_blocks blocks of block_size tokens.
-  KvCacheShape kv_shape(int32_t n_blocks, int32_t block_size) const;
+  KvCacheShape kv_shape(int32_t n_blocks, int32_t block_size, KvType type = KvType::kF16) const;
   // Bytes of weights this rank reads (its shard), and of those it copied out.
   size_t weight_bytes() const { return weight_bytes_; }
 

@@ -18,12 +18,13 @@ struct RopeParams {
 };
 
 // One attention problem: a query row against n_ctx cached positions of one KV head,
-// stored in blocks of block_size rows of head_dim floats.
+// stored in blocks of block_size rows of head_dim values, f32 or f16.
 struct PagedKv {
-  const float* const* k_blocks;  // [n_blocks] -> [block_size, head_dim] f32
-  const float* const* v_blocks;  // same
+  const void* const* k_blocks;  // [n_blocks] -> [block_size, head_dim] f32 or f16
+  const void* const* v_blocks;  // same
   int32_t block_size;
   int32_t head_dim;
+  bool f16 = false;  // element type of the blocks (f16: IEEE half, as ggml's F16)
 };
 
 namespace nn {

@@ -285,6 +285,15 @@ float dot_bf16(int64_t n, const void* vw, const void* va) {
 }
 #endif
 
+// Round-to-nearest-even, as the scalar fp32_to_fp16 (F16C; KV cache stores).
+void q_f16(const float* x, void* vy, int64_t n) {
+  uint16_t* y = static_cast<uint16_t*>(vy);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i < n; ++i) y[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
 void dq_f16(const void* vx, float* y, int64_t n) {
   const uint16_t* x = static_cast<const uint16_t*>(vx);
   int64_t i = 0;
@@ -935,7 +944,7 @@ float dot_q6_k(int64_t n, const void* vw, const void* va) {
 
 inline void fill_simd_kernels(KernelTable& k) {
   k.t[SLOT_F32].vec_dot = dot_f32;
-  k.t[SLOT_F16] = {k.t[SLOT_F16].quantize, dq_f16, dot_f16};
+  k.t[SLOT_F16] = {q_f16, dq_f16, dot_f16};
   k.t[SLOT_BF16] = {k.t[SLOT_BF16].quantize, dq_bf16, dot_bf16};
   k.t[SLOT_Q4_0] = {k.t[SLOT_Q4_0].quantize, dq_q4_0, dot_q4_0};
   k.t[SLOT_Q4_1] = {k.t[SLOT_Q4_1].quantize, dq_q4_1, dot_q4_1};

@@ -35,12 +35,20 @@ void BlockAllocator::release(std::vector<int32_t>& table) {
   table.clear();
 }
 
+const char* kv_type_name(KvType t) { return t == KvType::kF16 ? "f16" : "f32"; }
+
+KvType parse_kv_type(const std::string& s) {
+  if (s == "f16") return KvType::kF16;
+  if (s == "f32") return KvType::kF32;
+  PL_THROW("unknown KV cache type '" << s << "' (expected f16 or f32)");
+}
+
 KvCache::KvCache(const KvCacheShape& s) : shape_(s), alloc_(s.n_blocks) {
   PL_CHECK(s.n_layers > 0 && s.block_size > 0 && s.n_kv_heads > 0 && s.head_dim > 0);
   const size_t n = static_cast<size_t>(s.n_layers) * s.n_blocks * s.n_kv_heads * s.block_size *
-                   s.head_dim;
-  k_.assign(n, 0.0f);
-  v_.assign(n, 0.0f);
+                   s.head_dim * elem_bytes();
+  k_.assign(n, 0);
+  v_.assign(n, 0);
 }
 
 }  // namespace parallama

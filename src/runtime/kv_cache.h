@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace parallama {
@@ -43,12 +44,20 @@ class SequenceBlocks {
   std::vector<std::vector<int32_t>> tables_;
 };
 
+// Element type of cached K and V. F16 (llama.cpp's default) halves the bytes a
+// decode step reads per cached position; attention converts to f32 on load.
+enum class KvType { kF32, kF16 };
+const char* kv_type_name(KvType t);
+// "f32" or "f16"; throws Error naming the accepted values otherwise.
+KvType parse_kv_type(const std::string& s);
+
 struct KvCacheShape {
   int32_t n_layers = 0;
   int32_t n_blocks = 0;
   int32_t block_size = 16;
   int32_t n_kv_heads = 0;  // heads held by this rank
   int32_t head_dim = 0;
+  KvType type = KvType::kF16;
 };
 
 // Tensor storage for K and V of every layer.
@@ -59,30 +68,33 @@ class KvCache {
   BlockAllocator& allocator() { return alloc_; }
   int32_t block_size() const { return shape_.block_size; }
 
-  // Per layer: [n_kv_heads, n_blocks, block_size, head_dim] f32. Head-major: a
+  KvType type() const { return shape_.type; }
+  size_t elem_bytes() const { return shape_.type == KvType::kF16 ? 2 : 4; }
+
+  // Per layer: [n_kv_heads, n_blocks, block_size, head_dim] of type(). Head-major: a
   // sequence's blocks, allocated in order, then form one contiguous run per head
   // that the hardware prefetcher streams; with blocks outermost every block was a
   // separate 4 KiB run and decode attention read it at ~12 GB/s instead of ~30
-  // (Zen 4, 640 positions, 30 layers).
-  float* k(int32_t layer, int32_t block, int32_t head) {
+  // (Zen 4, 640 positions, 30 layers). Returns the block's first byte.
+  uint8_t* k(int32_t layer, int32_t block, int32_t head) {
     return k_.data() + offset(layer, block, head);
   }
-  float* v(int32_t layer, int32_t block, int32_t head) {
+  uint8_t* v(int32_t layer, int32_t block, int32_t head) {
     return v_.data() + offset(layer, block, head);
   }
-  size_t bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
+  size_t bytes() const { return k_.size() + v_.size(); }
 
  private:
   size_t offset(int32_t layer, int32_t block, int32_t head) const {
-    const size_t per_block = static_cast<size_t>(shape_.block_size) * shape_.head_dim;
+    const size_t per_block = static_cast<size_t>(shape_.block_size) * shape_.head_dim * elem_bytes();
     const size_t per_head = per_block * shape_.n_blocks;
     const size_t per_layer = per_head * shape_.n_kv_heads;
     return layer * per_layer + head * per_head + block * per_block;
   }
   KvCacheShape shape_;
   BlockAllocator alloc_;
-  std::vector<float> k_;  // [n_layers, n_kv_heads, n_blocks, block_size, head_dim]
-  std::vector<float> v_;  // same
+  std::vector<uint8_t> k_;  // [n_layers, n_kv_heads, n_blocks, block_size, head_dim] of type()
+  std::vector<uint8_t> v_;  // same
 };
 
 }  // namespace parallama

@@ -8,9 +8,34 @@
 #include <random>
 #include <vector>
 
+#include "core/fp16.h"
+
 using namespace parallama;
 
 namespace {
+// Cached K or V blocks in f32 or f16. vals[b] holds the values as stored (f16
+// rounded back to f32), which the reference attends over.
+struct Blocks {
+  bool f16 = false;
+  std::vector<std::vector<float>> vals;
+  std::vector<std::vector<uint16_t>> halves;
+  std::vector<const void*> ptrs;
+  void add(std::vector<float> v) {
+    if (f16) {
+      std::vector<uint16_t> h(v.size());
+      for (size_t i = 0; i < v.size(); ++i) v[i] = fp16_to_fp32(h[i] = fp32_to_fp16(v[i]));
+      halves.push_back(std::move(h));
+    }
+    vals.push_back(std::move(v));
+  }
+  const void* const* data() {
+    ptrs.clear();
+    for (size_t b = 0; b < vals.size(); ++b)
+      ptrs.push_back(f16 ? static_cast<const void*>(halves[b].data()) : vals[b].data());
+    return ptrs.data();
+  }
+};
+
 std::vector<float> rnd(size_t n, uint32_t seed) {
   std::mt19937 g(seed);
   std::uniform_real_distribution<float> d(-1.f, 1.f);
@@ -67,21 +92,23 @@ TEST(Nn, RopeBothOrderings) {
 }
 
 // Paged attention equals softmax(q·Kᵀ·scale)·V computed over a contiguous copy.
+// Both cache types: f16 blocks are compared against the reference over the
+// f16-rounded values (the kernel converts exactly, then works in f32).
 TEST(Nn, PagedAttentionMatchesDense) {
   const int hd = 24, bs = 4, n_q = 3;
+  for (bool f16 : {false, true})
   for (int n_ctx : {1, 3, 4, 5, 13}) {
     const int n_blk = (n_ctx + bs - 1) / bs;
-    std::vector<std::vector<float>> kb(n_blk), vb(n_blk);
-    std::vector<const float*> kp(n_blk), vp(n_blk);
+    Blocks K{f16}, V{f16};
     for (int b = 0; b < n_blk; ++b) {
-      kb[b] = rnd(bs * hd, 100 + b);
-      vb[b] = rnd(bs * hd, 200 + b);
-      kp[b] = kb[b].data();
-      vp[b] = vb[b].data();
+      K.add(rnd(bs * hd, 100 + b));
+      V.add(rnd(bs * hd, 200 + b));
     }
+    const auto& kb = K.vals;
+    const auto& vb = V.vals;
     auto q = rnd(n_q * hd, 9);
     std::vector<float> out(n_q * hd);
-    PagedKv kv{kp.data(), vp.data(), bs, hd};
+    PagedKv kv{K.data(), V.data(), bs, hd, f16};
     const float scale = 0.3f;
     nn::attend(q.data(), n_q, kv, n_ctx, scale, out.data());
     for (int h = 0; h < n_q; ++h) {
@@ -97,7 +124,7 @@ TEST(Nn, PagedAttentionMatchesDense) {
       for (int i = 0; i < hd; ++i) {
         double o = 0;
         for (int p = 0; p < n_ctx; ++p) o += s[p] / sum * vb[p / bs][(p % bs) * hd + i];
-        EXPECT_NEAR(out[h * hd + i], o, 1e-5) << n_ctx << " " << h << " " << i;
+        EXPECT_NEAR(out[h * hd + i], o, 1e-5) << f16 << " " << n_ctx << " " << h << " " << i;
       }
     }
   }
@@ -107,23 +134,24 @@ TEST(Nn, PagedAttentionMatchesDense) {
 // group of 3 as in SmolLM2; scores spread wide so the running max moves.
 TEST(Nn, PagedAttentionLongContext) {
   const int hd = 64, bs = 16;
+  for (bool f16 : {false, true})
   for (int n_q : {1, 2, 3, 5})
   for (int n_ctx : {1, 63, 64, 65, 200, 517}) {
     const int n_blk = (n_ctx + bs - 1) / bs;
-    std::vector<std::vector<float>> kb(n_blk), vb(n_blk);
-    std::vector<const float*> kp(n_blk), vp(n_blk);
+    Blocks K{f16}, V{f16};
     for (int b = 0; b < n_blk; ++b) {
-      kb[b] = rnd(bs * hd, 300 + b);
-      vb[b] = rnd(bs * hd, 400 + b);
+      auto k = rnd(bs * hd, 300 + b);
       // Growing keys: later positions get larger scores, forcing rescales.
       for (int r = 0; r < bs; ++r)
-        for (int i = 0; i < hd; ++i) kb[b][r * hd + i] *= 1.0f + 0.02f * float(b * bs + r);
-      kp[b] = kb[b].data();
-      vp[b] = vb[b].data();
+        for (int i = 0; i < hd; ++i) k[r * hd + i] *= 1.0f + 0.02f * float(b * bs + r);
+      K.add(k);
+      V.add(rnd(bs * hd, 400 + b));
     }
+    const auto& kb = K.vals;
+    const auto& vb = V.vals;
     auto q = rnd(n_q * hd, 11);
     std::vector<float> out(n_q * hd);
-    PagedKv kv{kp.data(), vp.data(), bs, hd};
+    PagedKv kv{K.data(), V.data(), bs, hd, f16};
     const float scale = 0.125f;
     nn::attend(q.data(), n_q, kv, n_ctx, scale, out.data());
     for (int h = 0; h < n_q; ++h) {
@@ -139,7 +167,7 @@ TEST(Nn, PagedAttentionLongContext) {
       for (int i = 0; i < hd; ++i) {
         double o = 0;
         for (int p = 0; p < n_ctx; ++p) o += s[p] / sum * vb[p / bs][(p % bs) * hd + i];
-        ASSERT_NEAR(out[h * hd + i], o, 2e-5) << n_q << " " << n_ctx << " " << h << " " << i;
+        ASSERT_NEAR(out[h * hd + i], o, 2e-5) << f16 << " " << n_q << " " << n_ctx << " " << h << " " << i;
       }
     }
   }

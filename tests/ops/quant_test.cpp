@@ -224,6 +224,24 @@ TEST(QuantSimd, QuantizeActivationsMatchRef) {
   }
 }
 
+// f32 -> f16 (KV cache stores): SIMD rounding equals the scalar reference on
+// ties, subnormals, overflow, infinities and odd lengths.
+TEST(QuantSimd, QuantizeF16MatchesRef) {
+  auto x = random_floats(37, 5, 10.0f);
+  const float special[] = {0.0f, -0.0f, 1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048, 65504.0f, 65520.0f, 1e6f,
+                           -1e6f, 6e-8f, 3e-8f, 1e-5f, -2.5e-6f, std::numeric_limits<float>::infinity()};
+  x.insert(x.end(), std::begin(special), std::end(special));
+  for (int64_t n : {int64_t(1), int64_t(8), int64_t(x.size())}) {
+    std::vector<uint8_t> want(2 * n);
+    ref::quantize_row(GgmlType::F16, x.data(), want.data(), n);
+    for (CpuIsa isa : test::simd_isas()) {
+      std::vector<uint8_t> got(want.size());
+      kernel_table(isa).t[quant_slot(GgmlType::F16)].quantize(x.data(), got.data(), n);
+      EXPECT_EQ(got, want) << cpu_isa_name(isa) << " n=" << n;
+    }
+  }
+}
+
 // quantize -> dequantize keeps the relative RMS error under a per-type bound.
 TEST(QuantRef, RoundTripError) {
   const struct { GgmlType t; double bound; } cases[] = {

@@ -40,26 +40,41 @@ TEST(BlockAllocator, DoubleFreeIsCaught) {
 }
 
 TEST(KvCache, SlotsOfDifferentBlocksAndHeadsDoNotOverlap) {
-  KvCacheShape s{2, 3, 4, 2, 8};
-  KvCache kv(s);
-  std::set<const float*> seen;
-  for (int l = 0; l < 2; ++l)
-    for (int b = 0; b < 3; ++b)
-      for (int h = 0; h < 2; ++h) {
-        float* k = kv.k(l, b, h);
-        for (int i = 0; i < 4 * 8; ++i) EXPECT_TRUE(seen.insert(k + i).second);
-      }
-  EXPECT_EQ(kv.bytes(), 2 * seen.size() * sizeof(float));
+  for (KvType type : {KvType::kF32, KvType::kF16}) {
+    KvCacheShape s{2, 3, 4, 2, 8, type};
+    KvCache kv(s);
+    const size_t eb = type == KvType::kF16 ? 2 : 4;
+    EXPECT_EQ(kv.elem_bytes(), eb);
+    std::set<const uint8_t*> seen;
+    for (int l = 0; l < 2; ++l)
+      for (int b = 0; b < 3; ++b)
+        for (int h = 0; h < 2; ++h) {
+          uint8_t* k = kv.k(l, b, h);
+          for (size_t i = 0; i < 4 * 8 * eb; ++i) EXPECT_TRUE(seen.insert(k + i).second);
+        }
+    EXPECT_EQ(kv.bytes(), 2 * seen.size());
+  }
 }
 
 TEST(KvCache, AHeadsBlocksAreOneContiguousRun) {
   // Head-major storage: blocks allocated in order give attention one stream per head.
-  KvCacheShape s{2, 5, 4, 3, 8};
-  KvCache kv(s);
-  for (int l = 0; l < 2; ++l)
-    for (int h = 0; h < 3; ++h)
-      for (int b = 0; b + 1 < 5; ++b) {
-        EXPECT_EQ(kv.k(l, b + 1, h), kv.k(l, b, h) + 4 * 8);
-        EXPECT_EQ(kv.v(l, b + 1, h), kv.v(l, b, h) + 4 * 8);
-      }
+  for (KvType type : {KvType::kF32, KvType::kF16}) {
+    KvCacheShape s{2, 5, 4, 3, 8, type};
+    KvCache kv(s);
+    const size_t block = 4 * 8 * kv.elem_bytes();
+    for (int l = 0; l < 2; ++l)
+      for (int h = 0; h < 3; ++h)
+        for (int b = 0; b + 1 < 5; ++b) {
+          EXPECT_EQ(kv.k(l, b + 1, h), kv.k(l, b, h) + block);
+          EXPECT_EQ(kv.v(l, b + 1, h), kv.v(l, b, h) + block);
+        }
+  }
+}
+
+TEST(KvCache, TypeNamesParseAndBadOnesAreRefused) {
+  EXPECT_EQ(parse_kv_type("f16"), KvType::kF16);
+  EXPECT_EQ(parse_kv_type("f32"), KvType::kF32);
+  EXPECT_STREQ(kv_type_name(parse_kv_type("f16")), "f16");
+  EXPECT_THROW(parse_kv_type("q8_0"), Error);
+  EXPECT_THROW(parse_kv_type(""), Error);
 }

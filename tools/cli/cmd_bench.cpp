@@ -23,6 +23,7 @@ struct BenchArgs {
   int gen_tokens = 128;
   bool json = false;
   bool no_repack = false;
+  std::string kv_type = "f16";
 };
 
 
@@ -39,6 +40,7 @@ int run_bench(const BenchArgs& a) {
   opt.threads = a.threads;
   opt.n_ctx = a.prompt_tokens + a.gen_tokens + 16;
   opt.repack = !a.no_repack;
+  opt.kv_type = parse_kv_type(a.kv_type);
   auto e = Engine::load(a.model.empty() ? default_model_path() : a.model, opt);
   const int32_t V = e->config().n_vocab;
   std::vector<int32_t> table;
@@ -80,6 +82,7 @@ int run_bench(const BenchArgs& a) {
                         {"threads", e->threads()},
                         {"isa", cpu_isa_name(active_cpu_isa())},
                         {"repack", opt.repack},
+                        {"kv_type", kv_type_name(opt.kv_type)},
                         {"prompt_tokens", a.prompt_tokens},
                         {"gen_tokens", a.gen_tokens},
                         {"prompt_s", pp_s},
@@ -107,6 +110,7 @@ void add_bench(CLI::App& app, std::function<int()>& run) {
   c->add_option("--gen-tokens", a->gen_tokens)->capture_default_str();
   c->add_flag("--json", a->json, "One JSON object");
   c->add_flag("--no-repack", a->no_repack, "Run from the mapped file in GGUF layout (no x16 weight copy)");
+  c->add_option("--kv-type", a->kv_type, "KV cache element type: f16 or f32")->capture_default_str();
   c->callback([a, &run] { run = [a] { return run_bench(*a); }; });
 }
 

@@ -32,6 +32,7 @@ struct GenerateArgs {
   bool json = false;
   bool ignore_eos = false;
   bool no_repack = false;
+  std::string kv_type = "f16";
   ParallelArgs par;
 };
 
@@ -64,6 +65,7 @@ int run_generate_on(const GenerateArgs& a, ParallelRun* run) {
   opt.threads = run ? run->threads(a.threads) : a.threads;
   opt.n_ctx = a.ctx;
   opt.repack = !a.no_repack;
+  opt.kv_type = parse_kv_type(a.kv_type);
   opt.progress = leader && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO) && !a.json;
   auto engine = Engine::load(a.model.empty() ? default_model_path() : a.model, opt,
                              run ? &run->setup() : nullptr);
@@ -152,6 +154,7 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
   c->add_flag("--ignore-eos", a->ignore_eos, "Do not stop at end-of-generation tokens");
   c->add_flag("--json", a->json, "Print one JSON object with tokens, text and timings");
   c->add_flag("--no-repack", a->no_repack, "Run from the mapped file in GGUF layout (no x16 weight copy)");
+  c->add_option("--kv-type", a->kv_type, "KV cache element type: f16 or f32")->capture_default_str();
   add_parallel_options(c, a->par);
   c->callback([a, &run] { run = [a] { return run_generate(*a); }; });
 }

@@ -266,6 +266,7 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
   // RoPE on q and k, then store k and v of every token in its cache slot
   // (rounded to f16 for an f16 cache, as ggml's F16 conversion does).
   const GgmlType kv_elem = kv.type() == KvType::kF16 ? GgmlType::F16 : GgmlType::F32;
+  std::vector<uint8_t> krow(hd * kv.elem_bytes()), vrow(hd * kv.elem_bytes());
   for (const BatchSeq& s : batch.seqs) {
     for (int32_t i = 0; i < s.n_tokens; ++i) {
       const int64_t t = s.token_begin + i;
@@ -274,10 +275,10 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
       nn::rope(q_.data() + t * Dq, n_q_, hd, pos, rope_);
       nn::rope(k_.data() + t * Dkv, n_kv_, hd, pos, rope_);
       const int32_t block = (*s.block_table)[pos / bs];
-      const size_t slot = static_cast<size_t>(pos % bs) * hd * kv.elem_bytes();
       for (int32_t h = 0; h < n_kv_; ++h) {
-        quantize_row(kv_elem, k_.data() + t * Dkv + h * hd, kv.k(il, block, h) + slot, hd);
-        quantize_row(kv_elem, v_.data() + t * Dkv + h * hd, kv.v(il, block, h) + slot, hd);
+        quantize_row(kv_elem, k_.data() + t * Dkv + h * hd, krow.data(), hd);
+        quantize_row(kv_elem, v_.data() + t * Dkv + h * hd, vrow.data(), hd);
+        kv.store(il, block, h, pos % bs, krow.data(), vrow.data());
       }
     }
   }

@@ -18,10 +18,12 @@ struct RopeParams {
 };
 
 // One attention problem: a query row against n_ctx cached positions of one KV head,
-// stored in blocks of block_size rows of head_dim values, f32 or f16.
+// stored in blocks of block_size positions, f32 or f16. K blocks are transposed
+// (element d of the position at slot j is at [d * block_size + j]) so that one
+// vector holds one dimension of consecutive positions; V blocks are row-major.
 struct PagedKv {
-  const void* const* k_blocks;  // [n_blocks] -> [block_size, head_dim] f32 or f16
-  const void* const* v_blocks;  // same
+  const void* const* k_blocks;  // [n_blocks] -> [head_dim, block_size] f32 or f16
+  const void* const* v_blocks;  // [n_blocks] -> [block_size, head_dim] f32 or f16
   int32_t block_size;
   int32_t head_dim;
   bool f16 = false;  // element type of the blocks (f16: IEEE half, as ggml's F16)

@@ -1,5 +1,7 @@
 #include "runtime/kv_cache.h"
 
+#include <cstring>
+
 #include "core/check.h"
 
 namespace parallama {
@@ -49,6 +51,16 @@ KvCache::KvCache(const KvCacheShape& s) : shape_(s), alloc_(s.n_blocks) {
                    s.head_dim * elem_bytes();
   k_.assign(n, 0);
   v_.assign(n, 0);
+}
+
+void KvCache::store(int32_t layer, int32_t block, int32_t head, int32_t slot, const void* k_row,
+                    const void* v_row) {
+  PL_CHECK(slot >= 0 && slot < shape_.block_size);
+  const size_t eb = elem_bytes(), hd = static_cast<size_t>(shape_.head_dim), bs = static_cast<size_t>(shape_.block_size);
+  uint8_t* kb = k(layer, block, head);
+  const uint8_t* ks = static_cast<const uint8_t*>(k_row);
+  for (size_t d = 0; d < hd; ++d) std::memcpy(kb + (d * bs + slot) * eb, ks + d * eb, eb);
+  std::memcpy(v(layer, block, head) + slot * hd * eb, v_row, hd * eb);
 }
 
 }  // namespace parallama

@@ -71,7 +71,12 @@ class KvCache {
   KvType type() const { return shape_.type; }
   size_t elem_bytes() const { return shape_.type == KvType::kF16 ? 2 : 4; }
 
-  // Per layer: [n_kv_heads, n_blocks, block_size, head_dim] of type(). Head-major: a
+  // Writes position `slot` of a block for one head: k_row and v_row hold head_dim
+  // values already in type(). K is stored transposed within its block
+  // ([head_dim, block_size]; see PagedKv in ops/nn.h), V row-major.
+  void store(int32_t layer, int32_t block, int32_t head, int32_t slot, const void* k_row, const void* v_row);
+
+  // Per layer: [n_kv_heads, n_blocks, block of block_size * head_dim] of type(). Head-major: a
   // sequence's blocks, allocated in order, then form one contiguous run per head
   // that the hardware prefetcher streams; with blocks outermost every block was a
   // separate 4 KiB run and decode attention read it at ~12 GB/s instead of ~30

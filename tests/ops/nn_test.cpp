@@ -13,25 +13,33 @@
 using namespace parallama;
 
 namespace {
-// Cached K or V blocks in f32 or f16. vals[b] holds the values as stored (f16
-// rounded back to f32), which the reference attends over.
+// Cached K or V blocks in f32 or f16, in the cache layout (K transposed to
+// [hd, bs], V row-major), built from row-major [bs, hd] values. vals[b] keeps the
+// values row-major as stored (f16 rounded back to f32) for the reference.
 struct Blocks {
   bool f16 = false;
+  bool transposed = false;  // K
+  int bs = 0, hd = 0;
   std::vector<std::vector<float>> vals;
-  std::vector<std::vector<uint16_t>> halves;
+  std::vector<std::vector<float>> floats;    // storage, f32 cache
+  std::vector<std::vector<uint16_t>> halves;  // storage, f16 cache
   std::vector<const void*> ptrs;
   void add(std::vector<float> v) {
-    if (f16) {
-      std::vector<uint16_t> h(v.size());
-      for (size_t i = 0; i < v.size(); ++i) v[i] = fp16_to_fp32(h[i] = fp32_to_fp16(v[i]));
-      halves.push_back(std::move(h));
-    }
+    if (f16)
+      for (float& x : v) x = fp16_to_fp32(fp32_to_fp16(x));
+    std::vector<float> laid(v.size());
+    for (int j = 0; j < bs; ++j)
+      for (int d = 0; d < hd; ++d) laid[transposed ? d * bs + j : j * hd + d] = v[j * hd + d];
+    std::vector<uint16_t> h(laid.size());
+    for (size_t i = 0; i < laid.size(); ++i) h[i] = fp32_to_fp16(laid[i]);
+    floats.push_back(std::move(laid));
+    halves.push_back(std::move(h));
     vals.push_back(std::move(v));
   }
   const void* const* data() {
     ptrs.clear();
     for (size_t b = 0; b < vals.size(); ++b)
-      ptrs.push_back(f16 ? static_cast<const void*>(halves[b].data()) : vals[b].data());
+      ptrs.push_back(f16 ? static_cast<const void*>(halves[b].data()) : floats[b].data());
     return ptrs.data();
   }
 };
@@ -99,7 +107,7 @@ TEST(Nn, PagedAttentionMatchesDense) {
   for (bool f16 : {false, true})
   for (int n_ctx : {1, 3, 4, 5, 13}) {
     const int n_blk = (n_ctx + bs - 1) / bs;
-    Blocks K{f16}, V{f16};
+    Blocks K{f16, true, bs, hd}, V{f16, false, bs, hd};
     for (int b = 0; b < n_blk; ++b) {
       K.add(rnd(bs * hd, 100 + b));
       V.add(rnd(bs * hd, 200 + b));
@@ -133,12 +141,13 @@ TEST(Nn, PagedAttentionMatchesDense) {
 // Long contexts span several softmax chunks and KV blocks; head_dim 64 and a GQA
 // group of 3 as in SmolLM2; scores spread wide so the running max moves.
 TEST(Nn, PagedAttentionLongContext) {
-  const int hd = 64, bs = 16;
+  const int hd = 64;
+  for (int bs : {8, 16, 32})  // 16 and 32: the AVX-512 path; 8: the generic one
   for (bool f16 : {false, true})
   for (int n_q : {1, 2, 3, 5})
   for (int n_ctx : {1, 63, 64, 65, 200, 517}) {
     const int n_blk = (n_ctx + bs - 1) / bs;
-    Blocks K{f16}, V{f16};
+    Blocks K{f16, true, bs, hd}, V{f16, false, bs, hd};
     for (int b = 0; b < n_blk; ++b) {
       auto k = rnd(bs * hd, 300 + b);
       // Growing keys: later positions get larger scores, forcing rescales.
@@ -167,7 +176,7 @@ TEST(Nn, PagedAttentionLongContext) {
       for (int i = 0; i < hd; ++i) {
         double o = 0;
         for (int p = 0; p < n_ctx; ++p) o += s[p] / sum * vb[p / bs][(p % bs) * hd + i];
-        ASSERT_NEAR(out[h * hd + i], o, 2e-5) << f16 << " " << n_q << " " << n_ctx << " " << h << " " << i;
+        ASSERT_NEAR(out[h * hd + i], o, 2e-5) << bs << " " << f16 << " " << n_q << " " << n_ctx << " " << h << " " << i;
       }
     }
   }

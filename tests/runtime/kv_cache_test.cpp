@@ -78,3 +78,27 @@ TEST(KvCache, TypeNamesParseAndBadOnesAreRefused) {
   EXPECT_THROW(parse_kv_type("q8_0"), Error);
   EXPECT_THROW(parse_kv_type(""), Error);
 }
+
+TEST(KvCache, StoreTransposesKAndKeepsVRowMajor) {
+  for (KvType type : {KvType::kF32, KvType::kF16}) {
+    const int bs = 4, hd = 3;
+    KvCacheShape s{1, 2, bs, 2, hd, type};
+    KvCache kv(s);
+    const size_t eb = kv.elem_bytes();
+    // Distinct byte patterns per element: element d of k is 10 + d, of v 20 + d.
+    std::vector<uint8_t> k(hd * eb), v(hd * eb);
+    for (int d = 0; d < hd; ++d)
+      for (size_t b = 0; b < eb; ++b) {
+        k[d * eb + b] = static_cast<uint8_t>(10 + d);
+        v[d * eb + b] = static_cast<uint8_t>(20 + d);
+      }
+    kv.store(0, 1, 1, 2, k.data(), v.data());
+    for (int d = 0; d < hd; ++d) {
+      EXPECT_EQ(kv.k(0, 1, 1)[(d * bs + 2) * eb], 10 + d);
+      EXPECT_EQ(kv.v(0, 1, 1)[(2 * hd + d) * eb], 20 + d);
+    }
+    EXPECT_EQ(kv.k(0, 1, 0)[0], 0);  // other heads and blocks untouched
+    EXPECT_EQ(kv.k(0, 0, 1)[(0 * bs + 2) * eb], 0);
+    EXPECT_THROW(kv.store(0, 1, 1, bs, k.data(), v.data()), Error);
+  }
+}

@@ -284,18 +284,37 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
   }
 
   // One work item per (token, local kv head): the local query heads of that
-  // kv head's group attend causally over the sequence's cached positions.
+  // kv head's group attend causally over the sequence's cached positions. With
+  // fewer items than twice the threads (decode of a few sequences) each item's
+  // context is split into `parts` ranges of whole 64-position chunks, one task
+  // each, merged afterwards; otherwise 3 KV heads on 2 threads leave one idle a
+  // third of the time.
   const int64_t n_items = T * n_kv_;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  pool.run([&](int ith, int nth) {
+  const int32_t nth = pool.size();
+  int32_t max_ctx = 0;
+  for (int64_t t = 0; t < T; ++t) max_ctx = std::max(max_ctx, batch.positions[t] + 1);
+  const int32_t parts = nth > 1 && n_items < 2 * nth ? std::min(nth, (max_ctx + 63) / 64) : 1;
+  const int64_t n_tasks = n_items * parts;
+  if (parts > 1) {
+    grow(part_acc_, static_cast<size_t>(n_tasks * group * hd));
+    grow(part_mx_, static_cast<size_t>(n_tasks * group));
+    grow(part_sum_, static_cast<size_t>(n_tasks * group));
+  }
+  // Local query heads [qa, qb) belonging to global kv head kv_begin_ + h.
+  auto q_range = [&](int32_t h) {
+    const int32_t g = kv_begin_ + h;
+    return std::pair<int32_t, int32_t>(std::max(g * group, q_begin_) - q_begin_,
+                                       std::min((g + 1) * group, q_begin_ + n_q_) - q_begin_);
+  };
+  pool.run([&](int ith, int nth_run) {
     std::vector<const void*> kb, vb;
-    for (int64_t item = ith; item < n_items; item += nth) {
+    for (int64_t task = ith; task < n_tasks; task += nth_run) {
+      const int64_t item = task / parts;
+      const int32_t part = static_cast<int32_t>(task % parts);
       const int64_t t = item / n_kv_;
       const int32_t h = static_cast<int32_t>(item % n_kv_);
-      // Local query heads [qa, qb) belonging to global kv head kv_begin_ + h.
-      const int32_t g = kv_begin_ + h;
-      const int32_t qa = std::max(g * group, q_begin_) - q_begin_;
-      const int32_t qb = std::min((g + 1) * group, q_begin_ + n_q_) - q_begin_;
+      const auto [qa, qb] = q_range(h);
       if (qb <= qa) continue;
       const BatchSeq& s = batch.seqs[seq_of_[t]];
       const int32_t n_ctx = batch.positions[t] + 1;  // causal
@@ -307,10 +326,36 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
         vb[b] = kv.v(il, (*s.block_table)[b], h);
       }
       PagedKv pk{kb.data(), vb.data(), bs, hd, kv.type() == KvType::kF16};
-      nn::attend(q_.data() + t * Dq + int64_t(qa) * hd, qb - qa, pk, n_ctx, scale,
-                 attn_.data() + t * Dq + int64_t(qa) * hd);
+      const float* q = q_.data() + t * Dq + int64_t(qa) * hd;
+      if (parts == 1) {
+        nn::attend(q, qb - qa, pk, n_ctx, scale, attn_.data() + t * Dq + int64_t(qa) * hd);
+        continue;
+      }
+      const int32_t n_chunks = (n_ctx + 63) / 64;
+      const int32_t p0 = 64 * (n_chunks * part / parts), p1 = std::min(n_ctx, 64 * (n_chunks * (part + 1) / parts));
+      nn::attend_partial(q, qb - qa, pk, p0, p1, scale, part_acc_.data() + task * group * hd,
+                         part_mx_.data() + task * group, part_sum_.data() + task * group);
     }
   });
+  if (parts == 1) return;
+  for (int64_t item = 0; item < n_items; ++item) {
+    const int64_t t = item / n_kv_;
+    const auto [qa, qb] = q_range(static_cast<int32_t>(item % n_kv_));
+    if (qb <= qa) continue;
+    // The parts of one item lie next to each other with stride group heads; the
+    // merge reads n_q = qb - qa heads of each, so pack them when the group is partial.
+    const int64_t first = item * parts;
+    const int32_t nq = qb - qa;
+    if (nq != group) {
+      for (int32_t i = 1; i < parts; ++i) {
+        std::copy_n(part_acc_.data() + (first + i) * group * hd, nq * hd, part_acc_.data() + first * group * hd + i * nq * hd);
+        std::copy_n(part_mx_.data() + (first + i) * group, nq, part_mx_.data() + first * group + i * nq);
+        std::copy_n(part_sum_.data() + (first + i) * group, nq, part_sum_.data() + first * group + i * nq);
+      }
+    }
+    nn::attend_merge(parts, nq, hd, part_acc_.data() + first * group * hd, part_mx_.data() + first * group,
+                     part_sum_.data() + first * group, attn_.data() + t * Dq + int64_t(qa) * hd);
+  }
 }
 
 }  // namespace parallama

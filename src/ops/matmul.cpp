@@ -21,9 +21,10 @@ constexpr int64_t kTokTile = 8;
 
 }  // namespace
 
-int64_t row_chunk(int64_t n_rows, int64_t nth, int64_t min_rows, int64_t align) {
+int64_t row_chunk(int64_t n_rows, int64_t nth, int64_t n_tok, int64_t min_rows, int64_t align) {
   if (nth <= 1) return std::max<int64_t>(n_rows, 1);
-  const int64_t chunk = std::max(min_rows, (n_rows + 8 * nth - 1) / (8 * nth));
+  const int64_t per_thread = n_tok <= 4 ? 1 : 8;
+  const int64_t chunk = std::max(min_rows, (n_rows + per_thread * nth - 1) / (per_thread * nth));
   return (chunk + align - 1) / align * align;
 }
 
@@ -69,7 +70,7 @@ class RowPlan {
     // decoding give bit-identical results (this model amplifies rounding differences).
     gemm_ = wk.gemm_rows;
     // Row chunks claimed dynamically; one token needs bigger ones to amortise the claim.
-    chunk_ = row_chunk(n_rows, nth, n_tok == 1 ? 16 : kRowTile, packed_ > 0 ? 16 : kRowTile);
+    chunk_ = row_chunk(n_rows, nth, n_tok, n_tok == 1 ? 16 : kRowTile, packed_ > 0 ? 16 : kRowTile);
     n_chunks_ = n_rows == 0 ? 0 : (n_rows + chunk_ - 1) / chunk_;
     g_.w = static_cast<const uint8_t*>(W.data);
     g_.w_stride = row_size(W.type, W.n_cols);  // checks the block multiple

@@ -32,7 +32,7 @@ void matmul_exact(const WeightView& W, const float* x, int64_t n_tok, double* y,
   const uint8_t* w = static_cast<const uint8_t*>(W.data);
   const int64_t n_rows = W.n_rows;
   const int64_t nth = pool.size();
-  const int64_t chunk = row_chunk(n_rows, nth, kRowTile, kRowTile);
+  const int64_t chunk = row_chunk(n_rows, nth, n_tok, kRowTile, kRowTile);
   const int64_t n_chunks = (n_rows + chunk - 1) / chunk;
   // x16-repacked rows (ops/repack.h): their kernels accumulate the same exact block
   // terms in double (GemmArgs::y64). Chunks are multiples of 16 rows, so a chunk

@@ -1,7 +1,9 @@
 #include "ops/nn.h"
 
+#include <algorithm>
 #include <cmath>
 
+#include "core/check.h"
 #include "core/cpu_isa.h"
 
 namespace parallama {
@@ -11,7 +13,7 @@ namespace parallama {
   void rms_norm(const float*, const float*, float*, int64_t, float);                     \
   void silu_mul(const float*, const float*, float*, int64_t);                            \
   void add_inplace(float*, const float*, int64_t);                                       \
-  void attend(const float*, int32_t, const PagedKv&, int32_t, float, float*);            \
+  void attend_range(const float*, int32_t, const PagedKv&, int32_t, int32_t, float, float*, float*, float*); \
   }
 NN_DECLARE(nn_generic)
 NN_DECLARE(nn_avx512)
@@ -22,14 +24,14 @@ struct NnTable {
   void (*rms_norm)(const float*, const float*, float*, int64_t, float);
   void (*silu_mul)(const float*, const float*, float*, int64_t);
   void (*add_inplace)(float*, const float*, int64_t);
-  void (*attend)(const float*, int32_t, const PagedKv&, int32_t, float, float*);
+  void (*attend_range)(const float*, int32_t, const PagedKv&, int32_t, int32_t, float, float*, float*, float*);
 };
 
 const NnTable& table() {
   static const NnTable t = active_cpu_isa() >= CpuIsa::AVX512
-      ? NnTable{nn_avx512::rms_norm, nn_avx512::silu_mul, nn_avx512::add_inplace, nn_avx512::attend}
+      ? NnTable{nn_avx512::rms_norm, nn_avx512::silu_mul, nn_avx512::add_inplace, nn_avx512::attend_range}
       : NnTable{nn_generic::rms_norm, nn_generic::silu_mul, nn_generic::add_inplace,
-                nn_generic::attend};
+                nn_generic::attend_range};
   return t;
 }
 }  // namespace
@@ -42,7 +44,35 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
 void silu_mul(const float* g, const float* u, float* out, int64_t n) { table().silu_mul(g, u, out, n); }
 void add_inplace(float* y, const float* x, int64_t n) { table().add_inplace(y, x, n); }
 void attend(const float* q, int32_t n_q, const PagedKv& kv, int32_t n_ctx, float scale, float* out) {
-  table().attend(q, n_q, kv, n_ctx, scale, out);
+  table().attend_range(q, n_q, kv, 0, n_ctx, scale, out, nullptr, nullptr);
+}
+
+void attend_partial(const float* q, int32_t n_q, const PagedKv& kv, int32_t p_begin, int32_t p_end, float scale,
+                    float* acc, float* mx, float* sum) {
+  PL_CHECK_MSG(p_begin >= 0 && p_begin % 64 == 0 && mx && sum,
+               "attend_partial: ranges start at multiples of 64 (got " << p_begin << ")");
+  table().attend_range(q, n_q, kv, p_begin, std::max(p_begin, p_end), scale, acc, mx, sum);
+}
+
+void attend_merge(int32_t n_parts, int32_t n_q, int32_t head_dim, const float* acc, const float* mx,
+                  const float* sum, float* out) {
+  const int64_t stride = static_cast<int64_t>(n_q) * head_dim;
+  for (int32_t h = 0; h < n_q; ++h) {
+    float m = -INFINITY;
+    for (int32_t i = 0; i < n_parts; ++i) m = std::max(m, mx[i * n_q + h]);
+    float* o = out + static_cast<int64_t>(h) * head_dim;
+    std::fill(o, o + head_dim, 0.0f);
+    float l = 0.0f;
+    for (int32_t i = 0; i < n_parts; ++i) {
+      if (sum[i * n_q + h] == 0.0f) continue;  // an empty range
+      const float c = std::exp(mx[i * n_q + h] - m);
+      l += sum[i * n_q + h] * c;
+      const float* a = acc + i * stride + static_cast<int64_t>(h) * head_dim;
+      for (int32_t d = 0; d < head_dim; ++d) o[d] += a[d] * c;
+    }
+    const float inv = 1.0f / l;
+    for (int32_t d = 0; d < head_dim; ++d) o[d] *= inv;
+  }
 }
 
 // RoPE is cheap (n_rot/2 sin/cos per head and token): kept scalar. The angle

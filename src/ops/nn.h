@@ -44,6 +44,17 @@ void add_inplace(float* y, const float* x, int64_t n);
 // n_ctx positions.
 void attend(const float* q, int32_t n_q, const PagedKv& kv, int32_t n_ctx, float scale,
             float* out);
+// The same over positions [p_begin, p_end) only (p_begin a multiple of 64), left
+// unnormalised: acc [n_q, head_dim] and per head the running max mx[n_q] and
+// sum[n_q] of exp(score - max). Parts of one context, each on its own thread,
+// then merge with attend_merge: a decode step with fewer (token, KV head)
+// items than threads still spreads its attention evenly.
+void attend_partial(const float* q, int32_t n_q, const PagedKv& kv, int32_t p_begin, int32_t p_end, float scale,
+                    float* acc, float* mx, float* sum);
+// out [n_q, head_dim] from n_parts partials stored one after another
+// (acc [n_parts, n_q, head_dim], mx and sum [n_parts, n_q]).
+void attend_merge(int32_t n_parts, int32_t n_q, int32_t head_dim, const float* acc, const float* mx,
+                  const float* sum, float* out);
 
 }  // namespace nn
 }  // namespace parallama

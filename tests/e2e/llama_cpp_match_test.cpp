@@ -10,8 +10,8 @@
 // one 64-element dot product in our attention moves the mean |dlogit| against
 // llama.cpp anywhere between 0.10 and 0.58; an exact float64 forward pass of
 // the same weights (numpy) is itself 0.66 (max) / 0.165 (mean) away from
-// llama.cpp. With our current kernels one step flips at margin 0.263
-// ("english", step 15). A wrong RoPE, norm, head mapping or cache position
+// llama.cpp. Flips happen below margin 0.5 (one at 0.263 with earlier
+// kernels). A wrong RoPE, norm, head mapping or cache position
 // moves logits by several units and flips steps with large margins.
 #include <gtest/gtest.h>
 

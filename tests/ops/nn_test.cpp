@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "core/check.h"
 #include "core/fp16.h"
 
 using namespace parallama;
@@ -205,4 +206,49 @@ TEST(Nn, RmsNormZeroInput) {
   std::vector<float> x(576, 0.f), w(576, 1.f), y(576, 1.f);
   nn::rms_norm(x.data(), w.data(), y.data(), 576, 1e-5f);
   for (float v : y) ASSERT_EQ(v, 0.f);
+}
+
+// A context split into ranges of whole 64-position chunks (some empty), each
+// attended on its own and merged, gives the attention over the whole context.
+TEST(Nn, PartialAttentionMergesToTheWhole) {
+  const int hd = 64;
+  for (int bs : {8, 16})  // the generic and the AVX-512 path
+  for (bool f16 : {false, true})
+  for (int n_ctx : {1, 64, 65, 200, 517}) {
+    const int n_q = 3, n_blk = (n_ctx + bs - 1) / bs;
+    Blocks K{f16, true, bs, hd}, V{f16, false, bs, hd};
+    for (int b = 0; b < n_blk; ++b) {
+      auto k = rnd(bs * hd, 500 + b);
+      for (int r = 0; r < bs; ++r)
+        for (int i = 0; i < hd; ++i) k[r * hd + i] *= 1.0f + 0.03f * float(b * bs + r);
+      K.add(k);
+      V.add(rnd(bs * hd, 600 + b));
+    }
+    PagedKv kv{K.data(), V.data(), bs, hd, f16};
+    auto q = rnd(n_q * hd, 13);
+    std::vector<float> whole(n_q * hd), merged(n_q * hd);
+    nn::attend(q.data(), n_q, kv, n_ctx, 0.125f, whole.data());
+    // Cuts at 0, 64, 128, ... plus an empty range at the end.
+    std::vector<int> cuts;
+    for (int p = 0; p < n_ctx; p += 128) cuts.push_back(p);
+    cuts.push_back(n_ctx);
+    cuts.push_back(n_ctx);
+    const int parts = static_cast<int>(cuts.size()) - 1;
+    std::vector<float> acc(parts * n_q * hd), mx(parts * n_q), sum(parts * n_q);
+    for (int i = 0; i < parts; ++i) {
+      const int b = i + 1 == parts ? (n_ctx + 63) / 64 * 64 : cuts[i];  // the empty one at a chunk start
+      nn::attend_partial(q.data(), n_q, kv, b, cuts[i + 1], 0.125f, acc.data() + i * n_q * hd,
+                         mx.data() + i * n_q, sum.data() + i * n_q);
+    }
+    nn::attend_merge(parts, n_q, hd, acc.data(), mx.data(), sum.data(), merged.data());
+    for (int i = 0; i < n_q * hd; ++i)
+      ASSERT_NEAR(merged[i], whole[i], 1e-5 * (1 + std::fabs(whole[i]))) << bs << " " << f16 << " " << n_ctx << " " << i;
+  }
+  // Ranges must start on a chunk boundary.
+  Blocks K{false, true, 16, hd}, V{false, false, 16, hd};
+  K.add(rnd(16 * hd, 1));
+  V.add(rnd(16 * hd, 2));
+  PagedKv kv{K.data(), V.data(), 16, hd, false};
+  std::vector<float> q(hd), acc(hd), mx(1), sum(1);
+  EXPECT_THROW(nn::attend_partial(q.data(), 1, kv, 3, 10, 1.0f, acc.data(), mx.data(), sum.data()), Error);
 }

@@ -14,6 +14,7 @@
 
 #include <immintrin.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -86,6 +87,7 @@ inline uint64_t make_state(uint32_t gen, uint64_t n, uint64_t next) {
 
 struct ThreadPool::Impl {
   int n = 1;
+  bool pinned = false;
   int64_t spin_ns = 0;
   std::vector<std::thread> threads;
 
@@ -170,13 +172,42 @@ struct ThreadPool::Impl {
   }
 };
 
-ThreadPool::ThreadPool(int n_threads) {
+namespace {
+// The CPUs this process may run on, in order; empty when unknown.
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  return cpus;
+}
+
+bool pin_to(pthread_t t, int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return pthread_setaffinity_np(t, sizeof(set), &set) == 0;
+}
+}  // namespace
+
+ThreadPool::ThreadPool(int n_threads, bool pin) {
   PL_CHECK_MSG(n_threads >= 1, "thread pool needs at least 1 thread, got " << n_threads);
   impl_ = new Impl;
   impl_->n = n_threads;
   impl_->spin_ns = spin_ns_from_env();
   for (int i = 1; i < n_threads; ++i) impl_->threads.emplace_back([this] { impl_->worker(); });
+  const std::vector<int> cpus = pin && n_threads > 1 ? allowed_cpus() : std::vector<int>();
+  if (static_cast<int>(cpus.size()) >= n_threads) {
+    // Advice only: a failure (e.g. a restricted container) leaves threads unpinned.
+    bool ok = pin_to(pthread_self(), cpus[0]);
+    for (int i = 1; i < n_threads; ++i) ok = pin_to(impl_->threads[i - 1].native_handle(), cpus[i]) && ok;
+    impl_->pinned = ok;
+  }
 }
+
+bool ThreadPool::pinned() const { return impl_->pinned; }
 
 ThreadPool::~ThreadPool() {
   impl_->stop.store(true);

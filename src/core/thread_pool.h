@@ -13,7 +13,12 @@ namespace parallama {
 
 class ThreadPool {
  public:
-  explicit ThreadPool(int n_threads);  // n_threads >= 1; the caller counts as one
+  // n_threads >= 1; the caller counts as one. pin: when the process may run on at
+  // least n_threads CPUs, bind the caller to the first allowed CPU and worker i to
+  // the (i+1)-th, so threads keep their caches and their row slices' prefetch
+  // streams; with fewer allowed CPUs (oversubscribed) nothing is pinned.
+  explicit ThreadPool(int n_threads, bool pin = false);
+  bool pinned() const;  // whether pinning took effect
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;

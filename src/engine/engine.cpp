@@ -83,7 +83,9 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOption
   e->kv_ = std::make_unique<KvCache>(e->model_->kv_shape(n_blocks, opt.block_size, opt.kv_type));
   int threads = opt.threads;
   if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  e->pool_ = std::make_unique<ThreadPool>(threads);
+  const char* pin_env = std::getenv("PARALLAMA_PIN");
+  const bool pin = opt.pin_threads && !par && !(pin_env && std::string(pin_env) == "0");
+  e->pool_ = std::make_unique<ThreadPool>(threads, pin);
   return e;
 }
 

@@ -25,6 +25,9 @@ struct EngineOptions {
   bool progress = false;    // draw a loading bar on stderr
   bool repack = true;       // x16 weight layout for the kernels (false: run from the mapping)
   KvType kv_type = KvType::kF16;  // element type of the KV cache (llama.cpp's default too)
+  // Bind the pool's threads to CPUs (ThreadPool pin) in a single-process run;
+  // PARALLAMA_PIN=0 turns it off. MPI ranks are left to mpirun's binding.
+  bool pin_threads = true;
 };
 
 struct GenerateRequest {

@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <atomic>
 #include <chrono>
@@ -91,6 +92,38 @@ TEST(ThreadPool, PropagatesExceptions) {
 }
 
 TEST(ThreadPool, RejectsZeroThreads) { EXPECT_THROW(ThreadPool(0), Error); }
+
+namespace {
+int allowed_cpu_count() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  return sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 0;
+}
+}  // namespace
+
+// Pinned pools bind every thread to one CPU; more threads than allowed CPUs
+// (oversubscription) pin nothing. The pinned pool lives on its own thread, so the
+// test process's main thread keeps its affinity.
+TEST(ThreadPool, PinsEachThreadToOneCpuWhenThereAreEnough) {
+  const int n_allowed = allowed_cpu_count();
+  ASSERT_GT(n_allowed, 0);
+  {
+    ThreadPool over(n_allowed + 1, true);
+    EXPECT_FALSE(over.pinned());
+    std::atomic<int> wide{0};
+    over.run([&](int, int) { wide += allowed_cpu_count() == n_allowed; });
+    EXPECT_EQ(wide.load(), n_allowed + 1);
+  }
+  if (n_allowed < 2) GTEST_SKIP() << "one CPU: nothing to pin two threads to";
+  std::thread([] {
+    ThreadPool pool(2, true);
+    ASSERT_TRUE(pool.pinned());
+    std::atomic<int> single{0};
+    for (int rep = 0; rep < 50; ++rep) pool.run([&](int, int) { single += allowed_cpu_count() == 1; });
+    EXPECT_EQ(single.load(), 100);
+  }).join();
+  EXPECT_EQ(allowed_cpu_count(), n_allowed);  // this thread was not touched
+}
 
 TEST(CpuIsa, NamesAndCap) {
   EXPECT_STREQ(cpu_isa_name(CpuIsa::SCALAR), "scalar");

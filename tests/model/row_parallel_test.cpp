@@ -12,6 +12,7 @@
 #include "gguf/gguf_file.h"
 #include "model/linear.h"
 #include "model/synthetic_model.h"
+#include "small_model.h"
 #include "test_util.h"
 
 using namespace parallama;
@@ -19,16 +20,7 @@ using namespace parallama;
 namespace {
 
 std::unique_ptr<GgufFile> synth(GgmlType weights, const std::string& name) {
-  SyntheticModelSpec s;
-  s.n_head = 4;
-  s.n_head_kv = 2;
-  s.head_dim = 32;
-  s.n_ff = 256;
-  s.weight_type = weights;
-  s.embd_type = GgmlType::F32;
-  const std::string path = test::temp_path(name);
-  write_synthetic_model(path, s);
-  return GgufFile::open(path);
+  return test::small_model(weights, name);
 }
 
 std::vector<float> input(int64_t n_tok, int64_t n, uint32_t seed) {

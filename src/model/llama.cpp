@@ -266,7 +266,9 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
   // RoPE on q and k, then store k and v of every token in its cache slot
   // (rounded to f16 for an f16 cache, as ggml's F16 conversion does).
   const GgmlType kv_elem = kv.type() == KvType::kF16 ? GgmlType::F16 : GgmlType::F32;
-  std::vector<uint8_t> krow(hd * kv.elem_bytes()), vrow(hd * kv.elem_bytes());
+  grow(kv_rows_, static_cast<size_t>(2 * hd));  // one K and one V row in the cache type (<= f32)
+  uint8_t* krow = reinterpret_cast<uint8_t*>(kv_rows_.data());
+  uint8_t* vrow = krow + hd * kv.elem_bytes();
   for (const BatchSeq& s : batch.seqs) {
     for (int32_t i = 0; i < s.n_tokens; ++i) {
       const int64_t t = s.token_begin + i;
@@ -276,9 +278,9 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
       nn::rope(k_.data() + t * Dkv, n_kv_, hd, pos, rope_);
       const int32_t block = (*s.block_table)[pos / bs];
       for (int32_t h = 0; h < n_kv_; ++h) {
-        quantize_row(kv_elem, k_.data() + t * Dkv + h * hd, krow.data(), hd);
-        quantize_row(kv_elem, v_.data() + t * Dkv + h * hd, vrow.data(), hd);
-        kv.store(il, block, h, pos % bs, krow.data(), vrow.data());
+        quantize_row(kv_elem, k_.data() + t * Dkv + h * hd, krow, hd);
+        quantize_row(kv_elem, v_.data() + t * Dkv + h * hd, vrow, hd);
+        kv.store(il, block, h, pos % bs, krow, vrow);
       }
     }
   }
@@ -342,19 +344,10 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
     const int64_t t = item / n_kv_;
     const auto [qa, qb] = q_range(static_cast<int32_t>(item % n_kv_));
     if (qb <= qa) continue;
-    // The parts of one item lie next to each other with stride group heads; the
-    // merge reads n_q = qb - qa heads of each, so pack them when the group is partial.
     const int64_t first = item * parts;
-    const int32_t nq = qb - qa;
-    if (nq != group) {
-      for (int32_t i = 1; i < parts; ++i) {
-        std::copy_n(part_acc_.data() + (first + i) * group * hd, nq * hd, part_acc_.data() + first * group * hd + i * nq * hd);
-        std::copy_n(part_mx_.data() + (first + i) * group, nq, part_mx_.data() + first * group + i * nq);
-        std::copy_n(part_sum_.data() + (first + i) * group, nq, part_sum_.data() + first * group + i * nq);
-      }
-    }
-    nn::attend_merge(parts, nq, hd, part_acc_.data() + first * group * hd, part_mx_.data() + first * group,
-                     part_sum_.data() + first * group, attn_.data() + t * Dq + int64_t(qa) * hd);
+    nn::attend_merge(parts, qb - qa, hd, group, part_acc_.data() + first * group * hd,
+                     part_mx_.data() + first * group, part_sum_.data() + first * group,
+                     attn_.data() + t * Dq + int64_t(qa) * hd);
   }
 }
 

@@ -106,6 +106,7 @@ class LlamaModel {
   std::vector<float> h_;       // [n_tokens, n_embd] normed input
   std::vector<float> q_;       // [n_tokens, q*head_dim]
   std::vector<float> k_;       // [n_tokens, kv*head_dim]
+  std::vector<float> kv_rows_;   // [2, head_dim] a K and a V row converted to the cache type
   std::vector<float> part_acc_;  // [items * parts, group, head_dim] partial attention (split contexts)
   std::vector<float> part_mx_;   // [items * parts, group] their running max
   std::vector<float> part_sum_;  // [items * parts, group] and sum

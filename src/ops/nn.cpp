@@ -54,19 +54,20 @@ void attend_partial(const float* q, int32_t n_q, const PagedKv& kv, int32_t p_be
   table().attend_range(q, n_q, kv, p_begin, std::max(p_begin, p_end), scale, acc, mx, sum);
 }
 
-void attend_merge(int32_t n_parts, int32_t n_q, int32_t head_dim, const float* acc, const float* mx,
-                  const float* sum, float* out) {
-  const int64_t stride = static_cast<int64_t>(n_q) * head_dim;
+void attend_merge(int32_t n_parts, int32_t n_q, int32_t head_dim, int32_t part_heads, const float* acc,
+                  const float* mx, const float* sum, float* out) {
+  PL_CHECK_MSG(part_heads >= n_q, "attend_merge: " << part_heads << " heads per part for " << n_q);
+  const int64_t stride = static_cast<int64_t>(part_heads) * head_dim;
   for (int32_t h = 0; h < n_q; ++h) {
     float m = -INFINITY;
-    for (int32_t i = 0; i < n_parts; ++i) m = std::max(m, mx[i * n_q + h]);
+    for (int32_t i = 0; i < n_parts; ++i) m = std::max(m, mx[i * part_heads + h]);
     float* o = out + static_cast<int64_t>(h) * head_dim;
     std::fill(o, o + head_dim, 0.0f);
     float l = 0.0f;
     for (int32_t i = 0; i < n_parts; ++i) {
-      if (sum[i * n_q + h] == 0.0f) continue;  // an empty range
-      const float c = std::exp(mx[i * n_q + h] - m);
-      l += sum[i * n_q + h] * c;
+      if (sum[i * part_heads + h] == 0.0f) continue;  // an empty range
+      const float c = std::exp(mx[i * part_heads + h] - m);
+      l += sum[i * part_heads + h] * c;
       const float* a = acc + i * stride + static_cast<int64_t>(h) * head_dim;
       for (int32_t d = 0; d < head_dim; ++d) o[d] += a[d] * c;
     }

@@ -51,10 +51,11 @@ void attend(const float* q, int32_t n_q, const PagedKv& kv, int32_t n_ctx, float
 // items than threads still spreads its attention evenly.
 void attend_partial(const float* q, int32_t n_q, const PagedKv& kv, int32_t p_begin, int32_t p_end, float scale,
                     float* acc, float* mx, float* sum);
-// out [n_q, head_dim] from n_parts partials stored one after another
-// (acc [n_parts, n_q, head_dim], mx and sum [n_parts, n_q]).
-void attend_merge(int32_t n_parts, int32_t n_q, int32_t head_dim, const float* acc, const float* mx,
-                  const float* sum, float* out);
+// out [n_q, head_dim] from n_parts partials stored one after another with room
+// for part_heads >= n_q heads each (acc [n_parts, part_heads, head_dim], mx and
+// sum [n_parts, part_heads]; the first n_q heads of each are used).
+void attend_merge(int32_t n_parts, int32_t n_q, int32_t head_dim, int32_t part_heads, const float* acc,
+                  const float* mx, const float* sum, float* out);
 
 }  // namespace nn
 }  // namespace parallama

@@ -240,7 +240,11 @@ TEST(Nn, PartialAttentionMergesToTheWhole) {
       nn::attend_partial(q.data(), n_q, kv, b, cuts[i + 1], 0.125f, acc.data() + i * n_q * hd,
                          mx.data() + i * n_q, sum.data() + i * n_q);
     }
-    nn::attend_merge(parts, n_q, hd, acc.data(), mx.data(), sum.data(), merged.data());
+    nn::attend_merge(parts, n_q, hd, n_q, acc.data(), mx.data(), sum.data(), merged.data());
+    // The first two heads only, read from parts laid out for three.
+    std::vector<float> two(2 * hd);
+    nn::attend_merge(parts, 2, hd, n_q, acc.data(), mx.data(), sum.data(), two.data());
+    for (int i = 0; i < 2 * hd; ++i) ASSERT_EQ(two[i], merged[i]);
     for (int i = 0; i < n_q * hd; ++i)
       ASSERT_NEAR(merged[i], whole[i], 1e-5 * (1 + std::fabs(whole[i]))) << bs << " " << f16 << " " << n_ctx << " " << i;
   }

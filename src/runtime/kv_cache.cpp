@@ -49,8 +49,10 @@ KvCache::KvCache(const KvCacheShape& s) : shape_(s), alloc_(s.n_blocks) {
   PL_CHECK(s.n_layers > 0 && s.block_size > 0 && s.n_kv_heads > 0 && s.head_dim > 0);
   const size_t n = static_cast<size_t>(s.n_layers) * s.n_blocks * s.n_kv_heads * s.block_size *
                    s.head_dim * elem_bytes();
-  k_.assign(n, 0);
-  v_.assign(n, 0);
+  bytes_per_tensor_ = n;
+  // Touched now (prefault), so a shortage of memory shows at start-up.
+  k_ = HugeRegion(n, "the KV cache (K)", true);
+  v_ = HugeRegion(n, "the KV cache (V)", true);
 }
 
 void KvCache::store(int32_t layer, int32_t block, int32_t head, int32_t slot, const void* k_row,

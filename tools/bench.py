@@ -19,9 +19,12 @@ Usage: python3 tools/bench.py [--model M] [--binary build/release/parallama]
 --suite kernels: the CPU-kernel model set instead of one model (see run_suite): the
 default model and synthetic models in several weight types (written by `parallama synth`,
 cached under ~/.cache/parallama/synth/), each against llama.cpp, with the machine's read
-bandwidth (`parallama membw`, before and after the models) measured in the same
-invocation, and decode speed as a fraction of the bandwidth bound (weight bytes read per
-token, from the `gguf` package, / bandwidth). The synthetic models need a binary whose
+bandwidth (`parallama membw`) measured in the same invocation: a long reading before and
+after the models, and a short one between consecutive rounds of each model. Decode speed
+is reported as a fraction of the bandwidth bound (weight bytes read per token, from the
+`gguf` package, / bandwidth), per round against the higher of the short readings just
+before and just after that round (this VM's bandwidth swings by up to 75% within minutes),
+then the median over rounds. The synthetic models need a binary whose
 `synth` has --embd-type.
   python3 tools/bench.py --suite kernels [--models q4_1,q4_0,...] [--threads 1,2]
                          [--rounds 5] [--out kernels.json] [--plot kernels.png]
@@ -301,22 +304,37 @@ def llc_bytes():
     return best
 
 
-def measure_membw(args, threads):
+def measure_membw(args, threads, short=False, tag=None):
+    """One `parallama membw` reading; short ones (between rounds) use a smaller buffer
+    and fewer passes, still far beyond the caches. tag = (model, threads, slot)."""
+    mib, reps = (args.membw_round_mib, args.membw_round_reps) if short else (args.membw_mib, args.membw_reps)
     res = run_json([args.binary, "membw", "--threads", str(threads), "--size-mib",
-                    str(args.membw_mib), "--reps", str(args.membw_reps), "--json"], args.timeout)
-    print(f"membw threads={threads}: median {res['median_gb_s']:.2f} GB/s, best "
-          f"{res['best_gb_s']:.2f} GB/s", file=sys.stderr)
+                    str(mib), "--reps", str(reps), "--json"], args.timeout)
+    if tag:
+        res.update({"model": tag[0], "threads": tag[1], "slot": tag[2]})
+    print(f"membw threads={threads}{' (between rounds)' if short else ''}: median "
+          f"{res['median_gb_s']:.2f} GB/s, best {res['best_gb_s']:.2f} GB/s", file=sys.stderr)
     return res
 
 
-def suite_rows(models, runs, membw, engines, threads_list):
+def round_bandwidth(round_bw, model, threads, r):
+    """GB/s for round r: the higher of the short readings just before and just after it,
+    so background load during one reading cannot inflate the fractions."""
+    vals = [b["median_gb_s"] for b in round_bw
+            if b["model"] == model and b["threads"] == threads and b["slot"] in (r, r + 1)]
+    return max(vals) if vals else None
+
+
+def suite_rows(models, runs, membw, engines, threads_list, round_bw):
     """One row per model x threads: medians, ratios, bandwidth fractions."""
     rows = []
     for m in models:
         for t in threads_list:
-            # The bound uses the higher of the medians measured before and after the models,
-            # so background load during one of them cannot inflate the fractions.
-            bw = max(r["median_gb_s"] for r in membw[t])
+            rounds = sorted({r["round"] for r in runs if r["model"] == m["name"] and r["threads"] == t})
+            per_round = [round_bandwidth(round_bw, m["name"], t, r) for r in rounds]
+            per_round = [b for b in per_round if b]
+            # Without paired readings, the higher of the long readings before and after.
+            bw = statistics.median(per_round) if per_round else max(r["median_gb_s"] for r in membw[t])
             row = {"model": m["name"], "type": m["info"]["weight_type"],
                    "embd": m["info"]["embd_type"], "size_mib": m["size_mib"], "threads": t,
                    "bytes_per_token": m["bytes_per_token"], "membw_gb_s": bw,
@@ -329,8 +347,13 @@ def suite_rows(models, runs, membw, engines, threads_list):
                 p, l = row.get(f"{key}:parallama"), row.get(f"{key}:llama.cpp")
                 row[f"{key}:ratio"] = p / l if p and l else None
             for e in engines:
-                d = row[f"decode_tok_s:{e}"]
-                row[f"bw_frac:{e}"] = d * m["bytes_per_token"] / (bw * 1e9) if d else None
+                fracs = []
+                for r in runs:
+                    if r["model"] != m["name"] or r["engine"] != e or r["threads"] != t:
+                        continue
+                    b = round_bandwidth(round_bw, m["name"], t, r["round"]) or bw
+                    fracs.append(r["decode_tok_s"] * m["bytes_per_token"] / (b * 1e9))
+                row[f"bw_frac:{e}"] = statistics.median(fracs) if fracs else None
             # Targets of the issue: decode >= 1.2x llama.cpp and >= 70% of the bandwidth
             # bound (models beyond the caches only), prompt >= 1.0x llama.cpp.
             miss = []
@@ -351,11 +374,13 @@ def suite_markdown(rows, args, models, membw, threads_list):
     pct = lambda v: "n/a" if v is None else f"{100 * v:.0f}%"
     out = [f"Medians of {args.rounds} alternating rounds; prompt = one {args.prompt_tokens}-token "
            f"batch, decode = {args.gen_tokens} single-token steps after it. Bandwidth bound = "
-           "weight bytes read per token / measured read bandwidth (`parallama membw`).", "",
+           "weight bytes read per token / measured read bandwidth (`parallama membw`); "
+           "bw GB/s = median over the rounds of the higher of the readings just before and "
+           "after each round; bw frac = median over the rounds of decode / that round's bound.", "",
            "| model | type | embd | MiB | thr | decode ours | decode llama.cpp | ratio | "
            f"pp{args.prompt_tokens} ours | pp{args.prompt_tokens} llama.cpp | ratio | "
-           "bw bound tok/s | bw frac ours | bw frac llama.cpp | targets |",
-           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+           "bw GB/s | bw bound tok/s | bw frac ours | bw frac llama.cpp | targets |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         bound = r["membw_gb_s"] * 1e9 / r["bytes_per_token"]
         out.append(
@@ -363,13 +388,13 @@ def suite_markdown(rows, args, models, membw, threads_list):
             f"{f(r.get('decode_tok_s:parallama'), '.1f')} | {f(r.get('decode_tok_s:llama.cpp'), '.1f')} | "
             f"{f(r['decode_tok_s:ratio'], '.2f')} | {f(r.get('prompt_tok_s:parallama'), '.1f')} | "
             f"{f(r.get('prompt_tok_s:llama.cpp'), '.1f')} | {f(r['prompt_tok_s:ratio'], '.2f')} | "
-            f"{bound:.0f} | {pct(r.get('bw_frac:parallama'))} | {pct(r.get('bw_frac:llama.cpp'))} | "
+            f"{r['membw_gb_s']:.1f} | {bound:.0f} | {pct(r.get('bw_frac:parallama'))} | "
+            f"{pct(r.get('bw_frac:llama.cpp'))} | "
             f"{r['targets']} |")
     out.append("")
     for t in threads_list:
         meds = ", ".join(f"{r['median_gb_s']:.2f}" for r in membw[t])
-        out.append(f"- membw {t} thread(s): medians {meds} GB/s (before/after); bound uses "
-                   f"{max(r['median_gb_s'] for r in membw[t]):.2f} GB/s")
+        out.append(f"- membw {t} thread(s), long readings before/after the models: medians {meds} GB/s")
     for m in models:
         note = f"- {m['name']}: {m['desc']}; {m['info']['n_params'] / 1e6:.0f}M params, " \
                f"{m['bytes_per_token'] / 1e6:.1f} MB of weights read per token" \
@@ -430,6 +455,7 @@ def run_suite(args, engines, threads_list):
 
     membw = {t: [measure_membw(args, t)] for t in threads_list}
     runs = []
+    round_bw = []  # short readings: slot r is just before round r, slot r + 1 just after
     for m in models:
         active = list(engines)
         # The discarded warm-up of each engine doubles as the check that the engine loads
@@ -444,6 +470,7 @@ def run_suite(args, engines, threads_list):
                 print(f"{m['name']}: {e} FAILED, left out: {ex}", file=sys.stderr)
                 active.remove(e)
         for t in threads_list:
+            round_bw.append(measure_membw(args, t, short=True, tag=(m["name"], t, 0)))
             for r in range(args.rounds):
                 order = active if r % 2 == 0 else list(reversed(active))
                 for e in order:
@@ -453,10 +480,11 @@ def run_suite(args, engines, threads_list):
                     print(f"{m['name']} threads={t} round={r + 1}/{args.rounds} {e:9s} prompt "
                           f"{res['prompt_tok_s']:8.1f} tok/s  decode {res['decode_tok_s']:7.1f} tok/s",
                           file=sys.stderr)
+                round_bw.append(measure_membw(args, t, short=True, tag=(m["name"], t, r + 1)))
     for t in threads_list:
         membw[t].append(measure_membw(args, t))
 
-    rows = suite_rows(models, runs, membw, engines, threads_list)
+    rows = suite_rows(models, runs, membw, engines, threads_list, round_bw)
     print(suite_markdown(rows, args, models, membw, threads_list))
     if args.out:
         meta = {"suite": "kernels", "binary": args.binary, "threads": threads_list,
@@ -465,8 +493,8 @@ def run_suite(args, engines, threads_list):
                 "llc_bytes": llc, "platform": platform.platform(),
                 "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         with open(args.out, "w") as f:
-            json.dump({"meta": meta, "models": models, "membw": membw, "summary": rows,
-                       "runs": runs}, f, indent=1)
+            json.dump({"meta": meta, "models": models, "membw": membw, "round_membw": round_bw,
+                       "summary": rows, "runs": runs}, f, indent=1)
             f.write("\n")
         print(f"wrote {args.out}", file=sys.stderr)
     if args.plot:
@@ -493,6 +521,10 @@ def main():
     ap.add_argument("--synth-dir", default=SYNTH_DIR, help="cache of the synthetic models")
     ap.add_argument("--membw-mib", type=int, default=1024, help="membw buffer size (suite)")
     ap.add_argument("--membw-reps", type=int, default=10, help="membw passes (suite)")
+    ap.add_argument("--membw-round-mib", type=int, default=256,
+                    help="membw buffer size of the readings between rounds (suite)")
+    ap.add_argument("--membw-round-reps", type=int, default=5,
+                    help="membw passes of the readings between rounds (suite)")
     ap.add_argument("--llama-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
 

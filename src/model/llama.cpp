@@ -197,6 +197,11 @@ void LlamaModel::forward(const Batch& batch, KvCache& kv, StageIO& io, ThreadPoo
   seq_of_.resize(T);  // once per forward, read by every layer's attention
   for (int32_t si = 0; si < batch.n_seqs(); ++si)
     for (int32_t i = 0; i < batch.seqs[si].n_tokens; ++i) seq_of_[batch.seqs[si].token_begin + i] = si;
+  const int32_t half_rot = rope_.n_rot / 2;
+  grow(rope_cs_, T * half_rot);
+  grow(rope_sn_, T * half_rot);
+  for (int64_t t = 0; t < T; ++t)
+    nn::rope_angles(batch.positions[t], rope_, rope_cs_.data() + t * half_rot, rope_sn_.data() + t * half_rot);
 
   Communicator* comm = shard_.tp > 1 ? shard_.tp_comm : nullptr;
   for (int32_t il = 0; il < n_local_layers(); ++il) {
@@ -274,8 +279,10 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
       const int64_t t = s.token_begin + i;
       const int32_t pos = batch.positions[t];
       PL_CHECK_MSG(pos >= 0 && pos < s.n_ctx, "position " << pos << " outside context " << s.n_ctx);
-      nn::rope(q_.data() + t * Dq, n_q_, hd, pos, rope_);
-      nn::rope(k_.data() + t * Dkv, n_kv_, hd, pos, rope_);
+      const float* cs = rope_cs_.data() + t * (rope_.n_rot / 2);
+      const float* sn = rope_sn_.data() + t * (rope_.n_rot / 2);
+      nn::rope_apply(q_.data() + t * Dq, n_q_, hd, cs, sn, rope_);
+      nn::rope_apply(k_.data() + t * Dkv, n_kv_, hd, cs, sn, rope_);
       const int32_t block = (*s.block_table)[pos / bs];
       for (int32_t h = 0; h < n_kv_; ++h) {
         quantize_row(kv_elem, k_.data() + t * Dkv + h * hd, krow, hd);
@@ -309,8 +316,9 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
     return std::pair<int32_t, int32_t>(std::max(g * group, q_begin_) - q_begin_,
                                        std::min((g + 1) * group, q_begin_ + n_q_) - q_begin_);
   };
+  if (static_cast<int32_t>(blk_ptrs_.size()) < nth) blk_ptrs_.resize(nth);
   pool.run([&](int ith, int nth_run) {
-    std::vector<const void*> kb, vb;
+    std::vector<const void*>& ptrs = blk_ptrs_[ith];  // distinct per concurrent ith (ThreadPool::run)
     for (int64_t task = ith; task < n_tasks; task += nth_run) {
       const int64_t item = task / parts;
       const int32_t part = static_cast<int32_t>(task % parts);
@@ -321,13 +329,14 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
       const BatchSeq& s = batch.seqs[seq_of_[t]];
       const int32_t n_ctx = batch.positions[t] + 1;  // causal
       const int32_t n_blk = (n_ctx + bs - 1) / bs;
-      kb.resize(n_blk);
-      vb.resize(n_blk);
+      if (static_cast<int32_t>(ptrs.size()) < 2 * n_blk) ptrs.resize(2 * n_blk);
+      const void** kb = ptrs.data();
+      const void** vb = kb + n_blk;
       for (int32_t b = 0; b < n_blk; ++b) {
         kb[b] = kv.k(il, (*s.block_table)[b], h);
         vb[b] = kv.v(il, (*s.block_table)[b], h);
       }
-      PagedKv pk{kb.data(), vb.data(), bs, hd, kv.type() == KvType::kF16};
+      PagedKv pk{kb, vb, bs, hd, kv.type() == KvType::kF16};
       const float* q = q_.data() + t * Dq + int64_t(qa) * hd;
       if (parts == 1) {
         nn::attend(q, qb - qa, pk, n_ctx, scale, attn_.data() + t * Dq + int64_t(qa) * hd);

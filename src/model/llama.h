@@ -116,6 +116,9 @@ class LlamaModel {
   std::vector<float> up_;      // [n_tokens, ff]
   std::vector<float> out_;     // [n_tokens, n_embd]
   std::vector<int32_t> seq_of_;  // [n_tokens] index of each token's sequence in the batch
+  std::vector<float> rope_cs_;   // [n_tokens, n_rot/2] cos of each token's RoPE angles
+  std::vector<float> rope_sn_;   // [n_tokens, n_rot/2] and sin (the same for every layer)
+  std::vector<std::vector<const void*>> blk_ptrs_;  // [threads][2, n_blocks] K, V block pointers
   std::vector<float> part_;    // [n_outputs, local vocab] logits shard before the gather
   std::vector<float> gathered_;  // [n_outputs * n_vocab] rank-major gather
 };

@@ -76,19 +76,23 @@ void attend_merge(int32_t n_parts, int32_t n_q, int32_t head_dim, int32_t part_h
   }
 }
 
-// RoPE is cheap (n_rot/2 sin/cos per head and token): kept scalar. The angle
-// for pair i is pos * freq_scale * base^(-2i/n_rot) / freq_factors[i].
-void rope(float* x, int32_t n_heads, int32_t head_dim, int32_t pos, const RopeParams& p) {
+// The angle for pair i is pos * freq_scale * base^(-2i/n_rot) / freq_factors[i].
+void rope_angles(int32_t pos, const RopeParams& p, float* cs, float* sn) {
   const int32_t half = p.n_rot / 2;
-  float cs[512], sn[512];
   const float theta_scale = std::pow(p.freq_base, -2.0f / static_cast<float>(p.n_rot));
   float theta = static_cast<float>(pos) * p.freq_scale;
-  for (int32_t i = 0; i < half && i < 512; ++i) {
+  for (int32_t i = 0; i < half; ++i) {
     const float t = p.freq_factors ? theta / p.freq_factors[i] : theta;
     cs[i] = std::cos(t);
     sn[i] = std::sin(t);
     theta *= theta_scale;
   }
+}
+
+// Scalar: 2 * n_heads * n_rot / 2 multiply-adds per token and layer.
+void rope_apply(float* x, int32_t n_heads, int32_t head_dim, const float* cs, const float* sn,
+                const RopeParams& p) {
+  const int32_t half = p.n_rot / 2;
   for (int32_t h = 0; h < n_heads; ++h) {
     float* v = x + static_cast<int64_t>(h) * head_dim;
     for (int32_t i = 0; i < half; ++i) {
@@ -99,6 +103,14 @@ void rope(float* x, int32_t n_heads, int32_t head_dim, int32_t pos, const RopePa
       v[b] = x0 * sn[i] + x1 * cs[i];
     }
   }
+}
+
+void rope(float* x, int32_t n_heads, int32_t head_dim, int32_t pos, const RopeParams& p) {
+  PL_CHECK_MSG(p.n_rot > 0 && p.n_rot % 2 == 0 && p.n_rot <= 1024 && p.n_rot <= head_dim,
+               "rope: n_rot " << p.n_rot << " invalid for head_dim " << head_dim);
+  float cs[512], sn[512];
+  rope_angles(pos, p, cs, sn);
+  rope_apply(x, n_heads, head_dim, cs, sn, p);
 }
 
 }  // namespace nn

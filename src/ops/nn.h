@@ -35,6 +35,12 @@ namespace nn {
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
 // x: [n_heads, head_dim] rotated in place for position pos.
 void rope(float* x, int32_t n_heads, int32_t head_dim, int32_t pos, const RopeParams& p);
+// The same in two steps: the angles of one position, cs and sn [n_rot / 2]
+// (every layer and head of a token shares them, so a forward pass computes them
+// once per token instead of once per layer and tensor), then the rotation.
+void rope_angles(int32_t pos, const RopeParams& p, float* cs, float* sn);
+void rope_apply(float* x, int32_t n_heads, int32_t head_dim, const float* cs, const float* sn,
+                const RopeParams& p);
 // out[n] = silu(g[n]) * u[n]
 void silu_mul(const float* g, const float* u, float* out, int64_t n);
 // y[n] += x[n]

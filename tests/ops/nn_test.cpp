@@ -100,6 +100,32 @@ TEST(Nn, RopeBothOrderings) {
   }
 }
 
+// The two-step form the model uses (angles once per token, then every layer's
+// rotation) is the same computation as nn::rope, bit for bit; bad n_rot throws.
+TEST(Nn, RopeAnglesThenApplyEqualsRope) {
+  const int hd = 64, nh = 9;
+  RopeParams p;
+  p.n_rot = 64;
+  p.freq_base = 100000.f;
+  const float factors[32] = {1, 1, 2, 2, 4, 4, 8, 8, 1, 1, 2, 2, 4, 4, 8, 8,
+                             1, 1, 2, 2, 4, 4, 8, 8, 1, 1, 2, 2, 4, 4, 8, 8};
+  for (const float* ff : {static_cast<const float*>(nullptr), factors}) {
+    p.freq_factors = ff;
+    for (int pos : {0, 1, 513, 8191}) {
+      auto x = rnd(hd * nh, pos + 3);
+      auto y = x;
+      nn::rope(x.data(), nh, hd, pos, p);
+      float cs[32], sn[32];
+      nn::rope_angles(pos, p, cs, sn);
+      nn::rope_apply(y.data(), nh, hd, cs, sn, p);
+      for (int i = 0; i < hd * nh; ++i) ASSERT_EQ(x[i], y[i]) << pos << " " << i;
+    }
+  }
+  p.n_rot = 66;  // more than head_dim
+  std::vector<float> x(hd);
+  EXPECT_THROW(nn::rope(x.data(), 1, hd, 0, p), Error);
+}
+
 // Paged attention equals softmax(q·Kᵀ·scale)·V computed over a contiguous copy.
 // Both cache types: f16 blocks are compared against the reference over the
 // f16-rounded values (the kernel converts exactly, then works in f32).

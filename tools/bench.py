@@ -536,6 +536,8 @@ def main():
         sys.exit(f"model not found: {args.model}")
     if args.rounds < 1 or args.prompt_tokens < 1 or args.gen_tokens < 1:
         sys.exit("--rounds, --prompt-tokens and --gen-tokens must be positive")
+    if min(args.membw_mib, args.membw_reps, args.membw_round_mib, args.membw_round_reps) < 1:
+        sys.exit("--membw-mib, --membw-reps, --membw-round-mib and --membw-round-reps must be positive")
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     for e in engines:
         if e not in ("parallama", "llama.cpp"):

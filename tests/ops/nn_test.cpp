@@ -52,6 +52,19 @@ std::vector<float> rnd(size_t n, uint32_t seed) {
   for (auto& x : v) x = d(g);
   return v;
 }
+// n_blk random K and V blocks (seeds k_seed + b, v_seed + b). Keys grow with the
+// position (x (1 + growth * p)), so later positions score higher and force the
+// online softmax to rescale.
+void fill_growing(Blocks& K, Blocks& V, int n_blk, uint32_t k_seed, uint32_t v_seed, float growth) {
+  const int bs = K.bs, hd = K.hd;
+  for (int b = 0; b < n_blk; ++b) {
+    auto k = rnd(bs * hd, k_seed + b);
+    for (int r = 0; r < bs; ++r)
+      for (int i = 0; i < hd; ++i) k[r * hd + i] *= 1.0f + growth * float(b * bs + r);
+    K.add(k);
+    V.add(rnd(bs * hd, v_seed + b));
+  }
+}
 }  // namespace
 
 TEST(Nn, RmsNorm) {
@@ -175,14 +188,7 @@ TEST(Nn, PagedAttentionLongContext) {
   for (int n_ctx : {1, 63, 64, 65, 200, 517}) {
     const int n_blk = (n_ctx + bs - 1) / bs;
     Blocks K{f16, true, bs, hd}, V{f16, false, bs, hd};
-    for (int b = 0; b < n_blk; ++b) {
-      auto k = rnd(bs * hd, 300 + b);
-      // Growing keys: later positions get larger scores, forcing rescales.
-      for (int r = 0; r < bs; ++r)
-        for (int i = 0; i < hd; ++i) k[r * hd + i] *= 1.0f + 0.02f * float(b * bs + r);
-      K.add(k);
-      V.add(rnd(bs * hd, 400 + b));
-    }
+    fill_growing(K, V, n_blk, 300, 400, 0.02f);
     const auto& kb = K.vals;
     const auto& vb = V.vals;
     auto q = rnd(n_q * hd, 11);
@@ -243,13 +249,7 @@ TEST(Nn, PartialAttentionMergesToTheWhole) {
   for (int n_ctx : {1, 64, 65, 200, 517}) {
     const int n_q = 3, n_blk = (n_ctx + bs - 1) / bs;
     Blocks K{f16, true, bs, hd}, V{f16, false, bs, hd};
-    for (int b = 0; b < n_blk; ++b) {
-      auto k = rnd(bs * hd, 500 + b);
-      for (int r = 0; r < bs; ++r)
-        for (int i = 0; i < hd; ++i) k[r * hd + i] *= 1.0f + 0.03f * float(b * bs + r);
-      K.add(k);
-      V.add(rnd(bs * hd, 600 + b));
-    }
+    fill_growing(K, V, n_blk, 500, 600, 0.03f);
     PagedKv kv{K.data(), V.data(), bs, hd, f16};
     auto q = rnd(n_q * hd, 13);
     std::vector<float> whole(n_q * hd), merged(n_q * hd);

@@ -184,7 +184,7 @@ TEST(Nn, PagedAttentionLongContext) {
   const int hd = 64;
   for (int bs : {8, 16, 32})  // 16 and 32: the AVX-512 path; 8: the generic one
   for (bool f16 : {false, true})
-  for (int n_q : {1, 2, 3, 5})
+  for (int n_q : {1, 2, 3, 4, 5, 8, 9})  // passes of 1-4 heads: 4, 3+2, 4+4, 3+3+3
   for (int n_ctx : {1, 63, 64, 65, 200, 517}) {
     const int n_blk = (n_ctx + bs - 1) / bs;
     Blocks K{f16, true, bs, hd}, V{f16, false, bs, hd};

@@ -172,13 +172,21 @@ def markdown(rows, rounds):
     return "\n".join(out)
 
 
-def plot(rows, path):
+def pyplot():
+    """matplotlib.pyplot on the file-only backend, or None (with a message) without it."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         print("matplotlib not importable: no plot written", file=sys.stderr)
+        return None
+    return plt
+
+
+def plot(rows, path):
+    plt = pyplot()
+    if plt is None:
         return
     fig, axes = plt.subplots(1, len(METRICS), figsize=(10, 4))
     for ax, (_, label) in zip(axes, METRICS):
@@ -450,12 +458,8 @@ def suite_markdown(rows, args, models, membw, threads_list, sweep=None):
 
 
 def suite_plot(rows, engines, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not importable: no plot written", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return
     panels = [("decode_tok_s", "decode tok/s"), ("prompt_tok_s", "prompt tok/s"),
               ("bw_frac", "decode / bandwidth bound")]
@@ -480,12 +484,8 @@ def suite_plot(rows, engines, path):
 
 def sweep_plot(sweep, models, path):
     """Read bandwidth against buffer size per thread count, the models' footprints marked."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not importable: no plot written", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(9, 5))
     for t, pts in sorted(sweep.items()):

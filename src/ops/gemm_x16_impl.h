@@ -96,7 +96,8 @@ constexpr size_t act_qs_offset(int K) { return K == kQ4_1 ? offsetof(BlockQ8_1, 
 // No software prefetch: a task's groups are one sequential stream that the hardware
 // prefetcher follows. Measured on Zen 4 over the 135M model's matmul sequence (one
 // thread, alternating with a plain read of the same bytes): prefetching 4 blocks
-// ahead into L1 streamed at 0.81-0.87 of the plain read, none at 0.96-1.02.
+// ahead into L1 streamed at 0.76-0.87 of the plain read, none at 0.96-1.02
+// (tools/microbench/stream_ratio_bench.cpp).
 // One group of 16 rows x NT tokens over all nb blocks.
 //   gw:  the group's packed bytes; act[t]: token t's activation row; y[t] / y64[t]: 16 outputs.
 template <int K, int NT, bool kExact>
@@ -120,7 +121,7 @@ void tile(const uint8_t* gw, const ActMeta& m, const uint8_t* const* act, float*
     const uint8_t* qs = base + QS;
     // The empty asm after each load keeps the loads in address order. GCC 12 hoisted
     // the Q8_0 block's last load (which reaches into the next group) ahead of the
-    // others in the exact tile, and that stream ran at 0.70-0.75 of the in-order one
+    // others in the exact tile, and that stream ran at 0.70-0.76 of the in-order one
     // out of memory on Zen 4 (one thread; the same loop in cache was as fast).
     __m512i w[8];
     if constexpr (K == kQ8_0) {

@@ -65,6 +65,16 @@ void fill_growing(Blocks& K, Blocks& V, int n_blk, uint32_t k_seed, uint32_t v_s
     V.add(rnd(bs * hd, v_seed + b));
   }
 }
+// Positions [n_ctx, end of its block) of a cache set to `v` (K transposed).
+void fill_tail(Blocks& B, int n_ctx, float v) {
+  const int bs = B.bs, hd = B.hd, b = (n_ctx - 1) / bs;
+  for (int j = n_ctx - b * bs; j < bs; ++j)
+    for (int d = 0; d < hd; ++d) {
+      const int i = B.transposed ? d * bs + j : j * hd + d;
+      B.floats[b][i] = v;
+      B.halves[b][i] = fp32_to_fp16(v);
+    }
+}
 }  // namespace
 
 TEST(Nn, RmsNorm) {
@@ -209,6 +219,44 @@ TEST(Nn, PagedAttentionLongContext) {
       for (int i = 0; i < hd; ++i) {
         double o = 0;
         for (int p = 0; p < n_ctx; ++p) o += s[p] / sum * vb[p / bs][(p % bs) * hd + i];
+        ASSERT_NEAR(out[h * hd + i], o, 2e-5) << bs << " " << f16 << " " << n_q << " " << n_ctx << " " << h << " " << i;
+      }
+    }
+  }
+}
+
+// The AVX-512 kernel scores whole groups of 16 positions; the slots past n_ctx in
+// the last block must not reach the max, the sum or the output. Here they would
+// dominate all three: with q >= 0, K = 1000 there scores far above every real
+// position and V = 1000 would swamp the output.
+TEST(Nn, PagedAttentionIgnoresSlotsPastContext) {
+  const int hd = 64;
+  for (int bs : {8, 16, 32})
+  for (bool f16 : {false, true})
+  for (int n_q : {1, 3, 4})
+  for (int n_ctx : {1, 17, 63, 65, 100}) {
+    const int n_blk = (n_ctx + bs - 1) / bs;
+    Blocks K{f16, true, bs, hd}, V{f16, false, bs, hd};
+    fill_growing(K, V, n_blk, 500, 600, 0.0f);
+    fill_tail(K, n_ctx, 1000.0f);
+    fill_tail(V, n_ctx, 1000.0f);
+    auto q = rnd(n_q * hd, 12);
+    for (float& x : q) x = std::fabs(x);
+    std::vector<float> out(n_q * hd);
+    PagedKv kv{K.data(), V.data(), bs, hd, f16};
+    nn::attend(q.data(), n_q, kv, n_ctx, 0.125f, out.data());
+    for (int h = 0; h < n_q; ++h) {
+      std::vector<double> s(n_ctx);
+      double mx = -1e30, sum = 0;
+      for (int p = 0; p < n_ctx; ++p) {
+        double d = 0;
+        for (int i = 0; i < hd; ++i) d += double(q[h * hd + i]) * K.vals[p / bs][(p % bs) * hd + i];
+        mx = std::max(mx, s[p] = d * 0.125);
+      }
+      for (auto& v : s) sum += (v = std::exp(v - mx));
+      for (int i = 0; i < hd; ++i) {
+        double o = 0;
+        for (int p = 0; p < n_ctx; ++p) o += s[p] / sum * V.vals[p / bs][(p % bs) * hd + i];
         ASSERT_NEAR(out[h * hd + i], o, 2e-5) << bs << " " << f16 << " " << n_q << " " << n_ctx << " " << h << " " << i;
       }
     }

@@ -75,6 +75,23 @@ void fill_tail(Blocks& B, int n_ctx, float v) {
       B.halves[b][i] = fp32_to_fp16(v);
     }
 }
+// Scalar reference, in double: softmax(q K^T * scale) V for query head h over
+// positions [0, n_ctx) of row-major blocks (Blocks::vals), [head_dim] values.
+std::vector<double> reference_attend(const std::vector<float>& q, int h, const Blocks& K, const Blocks& V,
+                                     int n_ctx, double scale) {
+  const int bs = K.bs, hd = K.hd;
+  std::vector<double> s(n_ctx), out(hd, 0.0);
+  double mx = -1e30, sum = 0;
+  for (int p = 0; p < n_ctx; ++p) {
+    double d = 0;
+    for (int i = 0; i < hd; ++i) d += double(q[h * hd + i]) * K.vals[p / bs][(p % bs) * hd + i];
+    mx = std::max(mx, s[p] = d * scale);
+  }
+  for (auto& v : s) sum += (v = std::exp(v - mx));
+  for (int i = 0; i < hd; ++i)
+    for (int p = 0; p < n_ctx; ++p) out[i] += s[p] / sum * V.vals[p / bs][(p % bs) * hd + i];
+  return out;
+}
 }  // namespace
 
 TEST(Nn, RmsNorm) {
@@ -162,28 +179,15 @@ TEST(Nn, PagedAttentionMatchesDense) {
       K.add(rnd(bs * hd, 100 + b));
       V.add(rnd(bs * hd, 200 + b));
     }
-    const auto& kb = K.vals;
-    const auto& vb = V.vals;
     auto q = rnd(n_q * hd, 9);
     std::vector<float> out(n_q * hd);
     PagedKv kv{K.data(), V.data(), bs, hd, f16};
     const float scale = 0.3f;
     nn::attend(q.data(), n_q, kv, n_ctx, scale, out.data());
     for (int h = 0; h < n_q; ++h) {
-      std::vector<double> s(n_ctx);
-      double mx = -1e30, sum = 0;
-      for (int p = 0; p < n_ctx; ++p) {
-        double d = 0;
-        for (int i = 0; i < hd; ++i) d += q[h * hd + i] * kb[p / bs][(p % bs) * hd + i];
-        s[p] = d * scale;
-        mx = std::max(mx, s[p]);
-      }
-      for (auto& v : s) sum += (v = std::exp(v - mx));
-      for (int i = 0; i < hd; ++i) {
-        double o = 0;
-        for (int p = 0; p < n_ctx; ++p) o += s[p] / sum * vb[p / bs][(p % bs) * hd + i];
-        EXPECT_NEAR(out[h * hd + i], o, 1e-5) << f16 << " " << n_ctx << " " << h << " " << i;
-      }
+      const std::vector<double> ref = reference_attend(q, h, K, V, n_ctx, scale);
+      for (int i = 0; i < hd; ++i)
+        EXPECT_NEAR(out[h * hd + i], ref[i], 1e-5) << f16 << " " << n_ctx << " " << h << " " << i;
     }
   }
 }
@@ -199,28 +203,15 @@ TEST(Nn, PagedAttentionLongContext) {
     const int n_blk = (n_ctx + bs - 1) / bs;
     Blocks K{f16, true, bs, hd}, V{f16, false, bs, hd};
     fill_growing(K, V, n_blk, 300, 400, 0.02f);
-    const auto& kb = K.vals;
-    const auto& vb = V.vals;
     auto q = rnd(n_q * hd, 11);
     std::vector<float> out(n_q * hd);
     PagedKv kv{K.data(), V.data(), bs, hd, f16};
     const float scale = 0.125f;
     nn::attend(q.data(), n_q, kv, n_ctx, scale, out.data());
     for (int h = 0; h < n_q; ++h) {
-      std::vector<double> s(n_ctx);
-      double mx = -1e30, sum = 0;
-      for (int p = 0; p < n_ctx; ++p) {
-        double d = 0;
-        for (int i = 0; i < hd; ++i) d += double(q[h * hd + i]) * kb[p / bs][(p % bs) * hd + i];
-        s[p] = d * scale;
-        mx = std::max(mx, s[p]);
-      }
-      for (auto& v : s) sum += (v = std::exp(v - mx));
-      for (int i = 0; i < hd; ++i) {
-        double o = 0;
-        for (int p = 0; p < n_ctx; ++p) o += s[p] / sum * vb[p / bs][(p % bs) * hd + i];
-        ASSERT_NEAR(out[h * hd + i], o, 2e-5) << bs << " " << f16 << " " << n_q << " " << n_ctx << " " << h << " " << i;
-      }
+      const std::vector<double> ref = reference_attend(q, h, K, V, n_ctx, scale);
+      for (int i = 0; i < hd; ++i)
+        ASSERT_NEAR(out[h * hd + i], ref[i], 2e-5) << bs << " " << f16 << " " << n_q << " " << n_ctx << " " << h << " " << i;
     }
   }
 }
@@ -246,19 +237,9 @@ TEST(Nn, PagedAttentionIgnoresSlotsPastContext) {
     PagedKv kv{K.data(), V.data(), bs, hd, f16};
     nn::attend(q.data(), n_q, kv, n_ctx, 0.125f, out.data());
     for (int h = 0; h < n_q; ++h) {
-      std::vector<double> s(n_ctx);
-      double mx = -1e30, sum = 0;
-      for (int p = 0; p < n_ctx; ++p) {
-        double d = 0;
-        for (int i = 0; i < hd; ++i) d += double(q[h * hd + i]) * K.vals[p / bs][(p % bs) * hd + i];
-        mx = std::max(mx, s[p] = d * 0.125);
-      }
-      for (auto& v : s) sum += (v = std::exp(v - mx));
-      for (int i = 0; i < hd; ++i) {
-        double o = 0;
-        for (int p = 0; p < n_ctx; ++p) o += s[p] / sum * V.vals[p / bs][(p % bs) * hd + i];
-        ASSERT_NEAR(out[h * hd + i], o, 2e-5) << bs << " " << f16 << " " << n_q << " " << n_ctx << " " << h << " " << i;
-      }
+      const std::vector<double> ref = reference_attend(q, h, K, V, n_ctx, 0.125);
+      for (int i = 0; i < hd; ++i)
+        ASSERT_NEAR(out[h * hd + i], ref[i], 2e-5) << bs << " " << f16 << " " << n_q << " " << n_ctx << " " << h << " " << i;
     }
   }
 }

@@ -5,8 +5,9 @@ For each thread count and each of R rounds, alternately runs
   (a) <binary> bench -m MODEL --threads T --prompt-tokens P --gen-tokens G --json
   (b) python3 tools/bench.py --llama-worker ...   (llama.cpp, same model and threads)
 each as a fresh process, so both pay the same load/page-cache conditions. Each process
-does one warm-up batch, then times one P-token prompt batch (prompt tok/s) and G
-single-token decode steps (decode tok/s). One discarded warm-up invocation of each
+does one warm-up batch, then times one P-token prompt batch (prompt tok/s), G
+single-token decode steps after it (decode tok/s, at depth P), and G single-token steps
+from an empty context (decode0 tok/s, llama-bench's tg). One discarded warm-up invocation of each
 engine runs first so the model file is in the page cache for every timed round.
 
 Prints progress to stderr, then a Markdown table of medians and the ratio
@@ -44,7 +45,10 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MODEL = os.path.expanduser("~/.cache/parallama/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-METRICS = [("prompt_tok_s", "prompt tok/s"), ("decode_tok_s", "decode tok/s")]
+# decode: the steps after the prompt (depth = prompt tokens); decode0: the same number of
+# steps from an empty context, as llama-bench's tg measures it.
+METRICS = [("prompt_tok_s", "prompt tok/s"), ("decode_tok_s", "decode tok/s"),
+           ("decode0_tok_s", "decode tok/s (empty context)")]
 
 
 def lcg_tokens(n, n_vocab, state=12345):
@@ -106,12 +110,23 @@ def llama_worker(args):
         llama_cpp.llama_synchronize(ctx)
     decode_s = time.perf_counter() - t0
 
+    # The same steps from an empty context (llama-bench's tg); the batches carry no
+    # positions (they continue from the cache), so they are reused.
+    clear()
+    t0 = time.perf_counter()
+    for _, b in batches:
+        if llama_cpp.llama_decode(ctx, b) != 0:
+            raise RuntimeError("llama_decode failed")
+        llama_cpp.llama_synchronize(ctx)
+    decode0_s = time.perf_counter() - t0
+
     print(json.dumps({
         "engine": "llama.cpp", "llama_cpp_python_version": llama_cpp.__version__,
         "threads": args.threads, "prompt_tokens": args.prompt_tokens,
         "gen_tokens": args.gen_tokens, "load_s": load_s, "prompt_s": prompt_s,
         "decode_s": decode_s, "prompt_tok_s": args.prompt_tokens / prompt_s,
         "decode_tok_s": args.gen_tokens / decode_s,
+        "decode0_s": decode0_s, "decode0_tok_s": args.gen_tokens / decode0_s,
         "system_info": llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip(),
     }))
 
@@ -386,40 +401,45 @@ def suite_rows(models, runs, membw, engines, threads_list, round_bw, footprint_b
             row["footprint_gb_s"] = statistics.median(fp) if fp else None
             row["cache_gain"] = cache_gain(footprint_bw, round_bw, m["name"], t)
             row["cache_served"] = m["fits_llc"] or (row["cache_gain"] or 0) >= CACHE_SERVED_GAIN
-            for key in ("decode_tok_s", "prompt_tok_s"):
+            for key in ("decode_tok_s", "decode0_tok_s", "prompt_tok_s"):
                 for e in engines:
-                    vals = [r[key] for r in runs
-                            if r["model"] == m["name"] and r["engine"] == e and r["threads"] == t]
+                    vals = [r[key] for r in runs if key in r and
+                            r["model"] == m["name"] and r["engine"] == e and r["threads"] == t]
                     row[f"{key}:{e}"] = statistics.median(vals) if vals else None
                 p, l = row.get(f"{key}:parallama"), row.get(f"{key}:llama.cpp")
                 row[f"{key}:ratio"] = p / l if p and l else None
             row["kv_bytes_per_token"] = m["kv_bytes_per_token"]
-            for e in engines:
-                fracs, kv_fracs = [], []
-                for r in runs:
-                    if r["model"] != m["name"] or r["engine"] != e or r["threads"] != t:
-                        continue
-                    b = round_bandwidth(round_bw, m["name"], t, r["round"]) or bw
-                    fracs.append(r["decode_tok_s"] * m["bytes_per_token"] / (b * 1e9))
-                    kv_fracs.append(r["decode_tok_s"] * (m["bytes_per_token"] + m["kv_bytes_per_token"]) / (b * 1e9))
-                row[f"bw_frac:{e}"] = statistics.median(fracs) if fracs else None
-                # Counting the KV cache each step also reads (not part of the issue's bound).
-                row[f"bw_frac_kv:{e}"] = statistics.median(kv_fracs) if kv_fracs else None
-            # Targets of the issue: decode >= 1.2x llama.cpp and >= 70% of the bandwidth
-            # bound (models beyond the caches only: neither within the last-level cache's
-            # size nor streaming CACHE_SERVED_GAIN x faster than memory at their
-            # footprint), prompt >= 1.0x llama.cpp.
-            miss = []
-            dr, pr, bf = row["decode_tok_s:ratio"], row["prompt_tok_s:ratio"], row.get("bw_frac:parallama")
-            if dr is not None and dr < 1.2:
-                miss.append("decode<1.2x")
-            if bf is not None and not row["cache_served"] and bf < 0.7:
-                miss.append("bw<70%")
-            if pr is not None and pr < 1.0:
-                miss.append("prompt<1.0x")
-            row["targets"] = "n/a" if dr is None and bf is None else ("met" if not miss else " ".join(miss))
-            if bf is not None and row["cache_served"]:
-                row["targets"] += "; bw n/a (cached)"
+            row["kv0_bytes_per_token"] = m.get("kv0_bytes_per_token")
+            # Decode at depth P (after the prompt) and from an empty context (suffix 0).
+            for key, sfx, kv_key in (("decode_tok_s", "", "kv_bytes_per_token"),
+                                     ("decode0_tok_s", "0", "kv0_bytes_per_token")):
+                for e in engines:
+                    fracs, kv_fracs = [], []
+                    for r in runs:
+                        if r["model"] != m["name"] or r["engine"] != e or r["threads"] != t or key not in r:
+                            continue
+                        b = round_bandwidth(round_bw, m["name"], t, r["round"]) or bw
+                        fracs.append(r[key] * m["bytes_per_token"] / (b * 1e9))
+                        kv_fracs.append(r[key] * (m["bytes_per_token"] + (m.get(kv_key) or 0)) / (b * 1e9))
+                    row[f"bw_frac{sfx}:{e}"] = statistics.median(fracs) if fracs else None
+                    # Counting the KV cache each step also reads (not part of the issue's bound).
+                    row[f"bw_frac{sfx}_kv:{e}"] = statistics.median(kv_fracs) if kv_fracs else None
+                # Targets of the issue: decode >= 1.2x llama.cpp and >= 70% of the bandwidth
+                # bound (models beyond the caches only: neither within the last-level cache's
+                # size nor streaming CACHE_SERVED_GAIN x faster than memory at their
+                # footprint), prompt >= 1.0x llama.cpp (judged with the depth-P row).
+                miss = []
+                dr, pr, bf = row[f"{key}:ratio"], row["prompt_tok_s:ratio"], row.get(f"bw_frac{sfx}:parallama")
+                if dr is not None and dr < 1.2:
+                    miss.append("decode<1.2x")
+                if bf is not None and not row["cache_served"] and bf < 0.7:
+                    miss.append("bw<70%")
+                if pr is not None and pr < 1.0 and not sfx:
+                    miss.append("prompt<1.0x")
+                tg = "n/a" if dr is None and bf is None else ("met" if not miss else " ".join(miss))
+                if bf is not None and row["cache_served"]:
+                    tg += "; bw n/a (cached)"
+                row[f"targets{sfx}"] = tg
             rows.append(row)
     return rows
 
@@ -454,6 +474,22 @@ def suite_markdown(rows, args, models, membw, threads_list, sweep=None):
             f"{bound:.0f} | {pct(r.get('bw_frac:parallama'))} | "
             f"{pct(r.get('bw_frac:llama.cpp'))} | {pct(r.get('bw_frac_kv:parallama'))} | "
             f"{r['targets']} |")
+    if any(r.get("decode0_tok_s:parallama") for r in rows):
+        out += ["", f"Decode from an empty context ({args.gen_tokens} single-token steps from position 0, "
+                "llama-bench's tg): the steps read the weights and little else (bw frac +KV counts "
+                "the KV cache they read, averaged over the steps). Same rounds and bandwidth "
+                "readings as above.", "",
+                "| model | type | thr | decode ours | decode llama.cpp | ratio | bw bound tok/s | "
+                "bw frac ours | bw frac llama.cpp | bw frac +KV ours | targets |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for r in rows:
+            bound = r["membw_gb_s"] * 1e9 / r["bytes_per_token"]
+            out.append(
+                f"| {r['model']} | {r['type']} | {r['threads']} | "
+                f"{f(r.get('decode0_tok_s:parallama'), '.1f')} | {f(r.get('decode0_tok_s:llama.cpp'), '.1f')} | "
+                f"{f(r.get('decode0_tok_s:ratio'), '.2f')} | {bound:.0f} | {pct(r.get('bw_frac0:parallama'))} | "
+                f"{pct(r.get('bw_frac0:llama.cpp'))} | {pct(r.get('bw_frac0_kv:parallama'))} | "
+                f"{r.get('targets0', 'n/a')} |")
     out.append("")
     for t in threads_list:
         meds = ", ".join(f"{r['median_gb_s']:.2f}" for r in membw[t])
@@ -477,9 +513,10 @@ def suite_plot(rows, engines, path):
     plt = pyplot()
     if plt is None:
         return
-    panels = [("decode_tok_s", "decode tok/s"), ("prompt_tok_s", "prompt tok/s"),
-              ("bw_frac", "decode / bandwidth bound")]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(max(8, 0.9 * len(rows) + 2), 10))
+    panels = [("decode_tok_s", "decode tok/s (after the prompt)"), ("prompt_tok_s", "prompt tok/s"),
+              ("bw_frac", "decode after the prompt / bandwidth bound"),
+              ("bw_frac0", "decode from an empty context / bandwidth bound")]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(8, 0.9 * len(rows) + 2), 13))
     xs = list(range(len(rows)))
     labels = [f"{r['model']}\n{r['threads']} thr" for r in rows]
     w = 0.8 / max(1, len(engines))
@@ -487,11 +524,11 @@ def suite_plot(rows, engines, path):
         for i, e in enumerate(engines):
             ax.bar([x + (i - (len(engines) - 1) / 2) * w for x in xs],
                    [r.get(f"{key}:{e}") or 0 for r in rows], w, label=e)
-        if key == "bw_frac":
+        if key.startswith("bw_frac"):
             ax.axhline(0.7, color="gray", linestyle="--", linewidth=1, label="70% target")
         ax.set_xticks(xs, labels, fontsize=8)
         ax.set_title(title + " (median)")
-        ax.set_yscale("log" if key != "bw_frac" else "linear")
+        ax.set_yscale("linear" if key.startswith("bw_frac") else "log")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -541,6 +578,7 @@ def run_suite(args, engines, threads_list):
         models.append({"name": n, "desc": SUITE_MODELS[n][0], "path": path, "info": info,
                        "size_mib": os.path.getsize(path) / 1048576, "bytes_per_token": bpt,
                        "kv_bytes_per_token": kv_bytes_per_token(info, args.prompt_tokens, args.gen_tokens),
+                       "kv0_bytes_per_token": kv_bytes_per_token(info, 0, args.gen_tokens),
                        "fits_llc": llc is not None and bpt <= llc, "errors": []})
         print(f"model {n}: {path} ({info['weight_type']}, {bpt / 1e6:.1f} MB/token)", file=sys.stderr)
 
@@ -574,7 +612,7 @@ def run_suite(args, engines, threads_list):
                     res.update({"engine": e, "threads": t, "round": r, "model": m["name"]})
                     runs.append(res)
                     print(f"{m['name']} threads={t} round={r + 1}/{args.rounds} {e:9s} prompt "
-                          f"{res['prompt_tok_s']:8.1f} tok/s  decode {res['decode_tok_s']:7.1f} tok/s",
+                          f"{res['prompt_tok_s']:8.1f} tok/s  decode {res['decode_tok_s']:7.1f} / {res.get('decode0_tok_s', 0):7.1f} (empty ctx) tok/s",
                           file=sys.stderr)
                 round_bw.append(measure_membw(args, t, short=True, tag=(m["name"], t, r + 1)))
             footprint_bw.append(measure_membw(args, t, tag=(m["name"], t, args.rounds),

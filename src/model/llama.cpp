@@ -270,10 +270,12 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
 
   // RoPE on q and k, then store k and v of every token in its cache slot
   // (rounded to f16 for an f16 cache, as ggml's F16 conversion does).
-  const GgmlType kv_elem = kv.type() == KvType::kF16 ? GgmlType::F16 : GgmlType::F32;
+  const GgmlType kv_elem = kv.type() == KvType::kF16    ? GgmlType::F16
+                           : kv.type() == KvType::kQ8_0 ? GgmlType::Q8_0
+                                                        : GgmlType::F32;
   grow(kv_rows_, static_cast<size_t>(2 * hd));  // one K and one V row in the cache type (<= f32)
   uint8_t* krow = reinterpret_cast<uint8_t*>(kv_rows_.data());
-  uint8_t* vrow = krow + hd * kv.elem_bytes();
+  uint8_t* vrow = krow + kv.row_bytes();
   for (const BatchSeq& s : batch.seqs) {
     for (int32_t i = 0; i < s.n_tokens; ++i) {
       const int64_t t = s.token_begin + i;
@@ -336,7 +338,7 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
         kb[b] = kv.k(il, (*s.block_table)[b], h);
         vb[b] = kv.v(il, (*s.block_table)[b], h);
       }
-      PagedKv pk{kb, vb, bs, hd, kv.type() == KvType::kF16};
+      PagedKv pk{kb, vb, bs, hd, kv.type() == KvType::kF16, kv.type() == KvType::kQ8_0};
       const float* q = q_.data() + t * Dq + int64_t(qa) * hd;
       if (parts == 1) {
         nn::attend(q, qb - qa, pk, n_ctx, scale, attn_.data() + t * Dq + int64_t(qa) * hd);

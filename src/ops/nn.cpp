@@ -17,6 +17,7 @@ namespace parallama {
   }
 NN_DECLARE(nn_generic)
 NN_DECLARE(nn_avx512)
+NN_DECLARE(nn_avx512vnni)
 #undef NN_DECLARE
 
 namespace {
@@ -28,10 +29,14 @@ struct NnTable {
 };
 
 const NnTable& table() {
-  static const NnTable t = active_cpu_isa() >= CpuIsa::AVX512
-      ? NnTable{nn_avx512::rms_norm, nn_avx512::silu_mul, nn_avx512::add_inplace, nn_avx512::attend_range}
-      : NnTable{nn_generic::rms_norm, nn_generic::silu_mul, nn_generic::add_inplace,
-                nn_generic::attend_range};
+  // The VNNI build differs only in the Q8_0-cache attention (integer scores).
+  static const NnTable t =
+      active_cpu_isa() >= CpuIsa::AVX512_VNNI
+          ? NnTable{nn_avx512vnni::rms_norm, nn_avx512vnni::silu_mul, nn_avx512vnni::add_inplace,
+                    nn_avx512vnni::attend_range}
+      : active_cpu_isa() >= CpuIsa::AVX512
+          ? NnTable{nn_avx512::rms_norm, nn_avx512::silu_mul, nn_avx512::add_inplace, nn_avx512::attend_range}
+          : NnTable{nn_generic::rms_norm, nn_generic::silu_mul, nn_generic::add_inplace, nn_generic::attend_range};
   return t;
 }
 }  // namespace

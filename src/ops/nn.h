@@ -18,15 +18,26 @@ struct RopeParams {
 };
 
 // One attention problem: a query row against n_ctx cached positions of one KV head,
-// stored in blocks of block_size positions, f32 or f16. K blocks are transposed
-// (element d of the position at slot j is at [d * block_size + j]) so that one
-// vector holds one dimension of consecutive positions; V blocks are row-major.
+// stored in blocks of block_size positions, f32, f16 or Q8_0. K blocks are
+// transposed (element d of the position at slot j is at [d * block_size + j]) so
+// that one vector holds one dimension of consecutive positions; V blocks are
+// row-major.
+//
+// Q8_0 blocks (head_dim % 32 == 0) hold per 32 values of a row one f16 scale and
+// 32 int8, as GGUF's Q8_0, laid out for VNNI dot products over 16 positions:
+//   K: uint8  [head_dim / 4, block_size, 4]  value + 128 (u8 operand of vpdpbusd)
+//      f16    [head_dim / 32, block_size]    scales
+//   V: int8   [block_size, head_dim]          values
+//      f16    [head_dim / 32, block_size]    scales
+// The query is quantized to Q8_0 per head, as llama.cpp's flash attention does for
+// a Q8_0 K cache: a score is the sum over groups of (d_k * d_q) * (integer dot).
 struct PagedKv {
-  const void* const* k_blocks;  // [n_blocks] -> [head_dim, block_size] f32 or f16
-  const void* const* v_blocks;  // [n_blocks] -> [block_size, head_dim] f32 or f16
+  const void* const* k_blocks;  // [n_blocks] -> K block (layout above)
+  const void* const* v_blocks;  // [n_blocks] -> V block
   int32_t block_size;
   int32_t head_dim;
-  bool f16 = false;  // element type of the blocks (f16: IEEE half, as ggml's F16)
+  bool f16 = false;   // f16 blocks (IEEE half, as ggml's F16)
+  bool q8_0 = false;  // Q8_0 blocks (takes precedence over f16)
 };
 
 namespace nn {

@@ -37,18 +37,47 @@ void BlockAllocator::release(std::vector<int32_t>& table) {
   table.clear();
 }
 
-const char* kv_type_name(KvType t) { return t == KvType::kF16 ? "f16" : "f32"; }
+const char* kv_type_name(KvType t) {
+  switch (t) {
+    case KvType::kF32: return "f32";
+    case KvType::kF16: return "f16";
+    case KvType::kQ8_0: return "q8_0";
+  }
+  return "?";
+}
 
 KvType parse_kv_type(const std::string& s) {
   if (s == "f16") return KvType::kF16;
   if (s == "f32") return KvType::kF32;
-  PL_THROW("unknown KV cache type '" << s << "' (expected f16 or f32)");
+  if (s == "q8_0") return KvType::kQ8_0;
+  PL_THROW("unknown KV cache type '" << s << "' (expected f16, f32 or q8_0)");
+}
+
+size_t KvCache::block_bytes() const {
+  const size_t n = static_cast<size_t>(shape_.block_size) * shape_.head_dim;
+  switch (shape_.type) {
+    case KvType::kF32: return 4 * n;
+    case KvType::kF16: return 2 * n;
+    case KvType::kQ8_0: return n + n / 32 * 2;  // int8 values, then one f16 scale per 32
+  }
+  return 0;
+}
+
+size_t KvCache::row_bytes() const {
+  const size_t hd = static_cast<size_t>(shape_.head_dim);
+  switch (shape_.type) {
+    case KvType::kF32: return 4 * hd;
+    case KvType::kF16: return 2 * hd;
+    case KvType::kQ8_0: return hd / 32 * 34;  // GGUF Q8_0 blocks: f16 scale, 32 int8
+  }
+  return 0;
 }
 
 KvCache::KvCache(const KvCacheShape& s) : shape_(s), alloc_(s.n_blocks) {
   PL_CHECK(s.n_layers > 0 && s.block_size > 0 && s.n_kv_heads > 0 && s.head_dim > 0);
-  const size_t n = static_cast<size_t>(s.n_layers) * s.n_blocks * s.n_kv_heads * s.block_size *
-                   s.head_dim * elem_bytes();
+  if (s.type == KvType::kQ8_0 && s.head_dim % 32 != 0)
+    PL_THROW("a q8_0 KV cache needs head_dim a multiple of 32 (got " << s.head_dim << "); use --kv-type f16");
+  const size_t n = static_cast<size_t>(s.n_layers) * s.n_blocks * s.n_kv_heads * block_bytes();
   bytes_per_tensor_ = n;
   // Touched now (prefault), so a shortage of memory shows at start-up.
   k_ = HugeRegion(n, "the KV cache (K)", true);
@@ -58,9 +87,31 @@ KvCache::KvCache(const KvCacheShape& s) : shape_(s), alloc_(s.n_blocks) {
 void KvCache::store(int32_t layer, int32_t block, int32_t head, int32_t slot, const void* k_row,
                     const void* v_row) {
   PL_CHECK(slot >= 0 && slot < shape_.block_size);
-  const size_t eb = elem_bytes(), hd = static_cast<size_t>(shape_.head_dim), bs = static_cast<size_t>(shape_.block_size);
+  const size_t hd = static_cast<size_t>(shape_.head_dim), bs = static_cast<size_t>(shape_.block_size);
   uint8_t* kb = k(layer, block, head);
   const uint8_t* ks = static_cast<const uint8_t*>(k_row);
+  if (shape_.type == KvType::kQ8_0) {
+    // GGUF Q8_0 row: per 32 values an f16 scale then 32 int8. K: values at
+    // [d / 4][slot][d % 4], stored +128 (unsigned, for VNNI's u8 x s8 dot products),
+    // then scales [d / 32][slot]; V: values [slot][d], then scales [d / 32][slot].
+    const uint8_t* vs = static_cast<const uint8_t*>(v_row);
+    uint8_t* vb = v(layer, block, head);
+    uint16_t* ksc = reinterpret_cast<uint16_t*>(kb + bs * hd);
+    uint16_t* vsc = reinterpret_cast<uint16_t*>(vb + bs * hd);
+    for (size_t g = 0; g < hd / 32; ++g) {
+      const uint8_t* kq = ks + g * 34;
+      const uint8_t* vq = vs + g * 34;
+      std::memcpy(ksc + g * bs + slot, kq, 2);
+      std::memcpy(vsc + g * bs + slot, vq, 2);
+      for (size_t i = 0; i < 32; ++i) {
+        const size_t d = g * 32 + i;
+        kb[(d / 4 * bs + slot) * 4 + d % 4] = static_cast<uint8_t>(kq[2 + i] ^ 0x80);
+        vb[slot * hd + d] = vq[2 + i];
+      }
+    }
+    return;
+  }
+  const size_t eb = shape_.type == KvType::kF16 ? 2 : 4;
   for (size_t d = 0; d < hd; ++d) std::memcpy(kb + (d * bs + slot) * eb, ks + d * eb, eb);
   std::memcpy(v(layer, block, head) + slot * hd * eb, v_row, hd * eb);
 }

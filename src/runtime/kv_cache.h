@@ -48,9 +48,12 @@ class SequenceBlocks {
 
 // Element type of cached K and V. F16 (llama.cpp's default) halves the bytes a
 // decode step reads per cached position; attention converts to f32 on load.
-enum class KvType { kF32, kF16 };
+// Q8_0 (llama.cpp's -ctk/-ctv q8_0) quantizes each 32 values of a K or V row to
+// int8 with one f16 scale, as GGUF's Q8_0 does: about half the bytes of F16, and
+// the scores become integer dot products (needs head_dim % 32 == 0).
+enum class KvType { kF32, kF16, kQ8_0 };
 const char* kv_type_name(KvType t);
-// "f32" or "f16"; throws Error naming the accepted values otherwise.
+// "f32", "f16" or "q8_0"; throws Error naming the accepted values otherwise.
 KvType parse_kv_type(const std::string& s);
 
 struct KvCacheShape {
@@ -71,11 +74,16 @@ class KvCache {
   int32_t block_size() const { return shape_.block_size; }
 
   KvType type() const { return shape_.type; }
-  size_t elem_bytes() const { return shape_.type == KvType::kF16 ? 2 : 4; }
+  // Bytes of one block of one head, K or V (block layouts: PagedKv in ops/nn.h).
+  size_t block_bytes() const;
+  // Bytes of one K or V row of head_dim values as store() takes it: f32, f16, or
+  // GGUF Q8_0 blocks (34 bytes per 32 values).
+  size_t row_bytes() const;
 
   // Writes position `slot` of a block for one head: k_row and v_row hold head_dim
-  // values already in type(). K is stored transposed within its block
-  // ([head_dim, block_size]; see PagedKv in ops/nn.h), V row-major.
+  // values already in type() (row_bytes() each), laid out into the block as
+  // PagedKv describes: f32/f16 K transposed ([head_dim, block_size]), V row-major;
+  // Q8_0 in its own blocked layouts.
   void store(int32_t layer, int32_t block, int32_t head, int32_t slot, const void* k_row, const void* v_row);
 
   // Per layer: [n_kv_heads, n_blocks, block of block_size * head_dim] of type(). Head-major: a
@@ -95,7 +103,7 @@ class KvCache {
 
  private:
   size_t offset(int32_t layer, int32_t block, int32_t head) const {
-    const size_t per_block = static_cast<size_t>(shape_.block_size) * shape_.head_dim * elem_bytes();
+    const size_t per_block = block_bytes();
     const size_t per_head = per_block * shape_.n_blocks;
     const size_t per_layer = per_head * shape_.n_kv_heads;
     return layer * per_layer + head * per_head + block * per_block;

@@ -5,11 +5,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
 #include "core/check.h"
 #include "core/fp16.h"
+#include "core/ggml_type.h"
+#include "ops/quant.h"
 
 using namespace parallama;
 
@@ -45,6 +48,56 @@ struct Blocks {
   }
 };
 
+// Q8_0 K or V blocks in the layout PagedKv documents, written out here from
+// row-major [bs, hd] values, each row quantized per 32 by quantize_row(Q8_0) (the
+// activation quantizer checked against llama.cpp's in quant_test). vals keeps the
+// dequantized values (scale * int8) for the reference.
+struct Q8Blocks {
+  bool transposed = false;  // K
+  int bs = 0, hd = 0;
+  std::vector<std::vector<float>> vals;
+  std::vector<std::vector<uint8_t>> bytes;
+  std::vector<const void*> ptrs;
+  void add(const std::vector<float>& v) {
+    std::vector<uint8_t> blk(bs * hd + bs * hd / 32 * 2), row(hd / 32 * 34);
+    std::vector<float> deq(bs * hd);
+    for (int j = 0; j < bs; ++j) {
+      quantize_row(GgmlType::Q8_0, v.data() + j * hd, row.data(), hd);
+      for (int g = 0; g < hd / 32; ++g) {
+        const uint8_t* b = row.data() + g * 34;
+        uint16_t d;
+        std::memcpy(&d, b, 2);
+        std::memcpy(blk.data() + bs * hd + (g * bs + j) * 2, b, 2);
+        for (int i = 0; i < 32; ++i) {
+          const int dd = g * 32 + i;
+          const int8_t x = static_cast<int8_t>(b[2 + i]);
+          deq[j * hd + dd] = float(x) * fp16_to_fp32(d);
+          if (transposed) blk[(dd / 4 * bs + j) * 4 + dd % 4] = static_cast<uint8_t>(x + 128);
+          else blk[j * hd + dd] = static_cast<uint8_t>(x);
+        }
+      }
+    }
+    bytes.push_back(std::move(blk));
+    vals.push_back(std::move(deq));
+  }
+  const void* const* data() {
+    ptrs.clear();
+    for (auto& b : bytes) ptrs.push_back(b.data());
+    return ptrs.data();
+  }
+};
+
+// q [n_q, hd] as the Q8_0 attention sees it: quantized per head and back.
+std::vector<float> q8_roundtrip(const std::vector<float>& q, int hd) {
+  std::vector<float> out(q.size());
+  std::vector<uint8_t> row(hd / 32 * 34);
+  for (size_t h = 0; h * hd < q.size(); ++h) {
+    quantize_row(GgmlType::Q8_0, q.data() + h * hd, row.data(), hd);
+    dequantize_row(GgmlType::Q8_0, row.data(), out.data() + h * hd, hd);
+  }
+  return out;
+}
+
 std::vector<float> rnd(size_t n, uint32_t seed) {
   std::mt19937 g(seed);
   std::uniform_real_distribution<float> d(-1.f, 1.f);
@@ -77,8 +130,9 @@ void fill_tail(Blocks& B, int n_ctx, float v) {
 }
 // Scalar reference, in double: softmax(q K^T * scale) V for query head h over
 // positions [0, n_ctx) of row-major blocks (Blocks::vals), [head_dim] values.
-std::vector<double> reference_attend(const std::vector<float>& q, int h, const Blocks& K, const Blocks& V,
-                                     int n_ctx, double scale) {
+template <class B>
+std::vector<double> reference_attend(const std::vector<float>& q, int h, const B& K, const B& V, int n_ctx,
+                                     double scale) {
   const int bs = K.bs, hd = K.hd;
   std::vector<double> s(n_ctx), out(hd, 0.0);
   double mx = -1e30, sum = 0;
@@ -310,4 +364,52 @@ TEST(Nn, PartialAttentionMergesToTheWhole) {
   PagedKv kv{K.data(), V.data(), 16, hd, false};
   std::vector<float> q(hd), acc(hd), mx(1), sum(1);
   EXPECT_THROW(nn::attend_partial(q.data(), 1, kv, 3, 10, 1.0f, acc.data(), mx.data(), sum.data()), Error);
+}
+
+// The Q8_0 cache: scores of the Q8_0-quantized query against the Q8_0 keys, V
+// dequantized, against the double reference over the same dequantized values.
+// Block sizes 16 and 32 take the VNNI kernel on a CPU with it (head_dim 64), the
+// others and head_dim 32 / 96 the scalar path. Slots past the context hold huge
+// values that must not count (see PagedAttentionIgnoresSlotsPastContext).
+TEST(Nn, PagedAttentionQ8_0) {
+  for (int hd : {64, 32, 96})
+  for (int bs : {8, 16, 32})
+  for (int n_q : {1, 3, 4, 5, 8})
+  for (int n_ctx : {1, 17, 64, 65, 200, 517}) {
+    if (hd != 64 && (n_q > 3 || n_ctx > 200)) continue;  // the scalar path needs fewer cases
+    const int n_blk = (n_ctx + bs - 1) / bs;
+    Q8Blocks K{true, bs, hd}, V{false, bs, hd};
+    for (int b = 0; b < n_blk; ++b) {
+      auto k = rnd(bs * hd, 700 + b), v = rnd(bs * hd, 800 + b);
+      for (int r = 0; r < bs; ++r)
+        for (int i = 0; i < hd; ++i) {
+          const int p = b * bs + r;
+          k[r * hd + i] = p < n_ctx ? k[r * hd + i] * (1.0f + 0.02f * p) : 1000.0f;
+          if (p >= n_ctx) v[r * hd + i] = 1000.0f;
+        }
+      K.add(k);
+      V.add(v);
+    }
+    auto q = rnd(n_q * hd, 14);
+    for (float& x : q) x = std::fabs(x);  // with K = 1000 past the context, those would win
+    const std::vector<float> qq = q8_roundtrip(q, hd);
+    std::vector<float> out(n_q * hd);
+    PagedKv kv{K.data(), V.data(), bs, hd, false, true};
+    nn::attend(q.data(), n_q, kv, n_ctx, 0.125f, out.data());
+    for (int h = 0; h < n_q; ++h) {
+      const std::vector<double> ref = reference_attend(qq, h, K, V, n_ctx, 0.125);
+      for (int i = 0; i < hd; ++i)
+        ASSERT_NEAR(out[h * hd + i], ref[i], 2e-5) << hd << " " << bs << " " << n_q << " " << n_ctx << " " << h << " " << i;
+    }
+    // Split into ranges and merged, as a decode step on several threads runs it.
+    if (n_ctx > 64) {
+      const int parts = 2, cut = 64;
+      std::vector<float> acc(parts * n_q * hd), mx(parts * n_q), sum(parts * n_q), merged(n_q * hd);
+      nn::attend_partial(q.data(), n_q, kv, 0, cut, 0.125f, acc.data(), mx.data(), sum.data());
+      nn::attend_partial(q.data(), n_q, kv, cut, n_ctx, 0.125f, acc.data() + n_q * hd, mx.data() + n_q,
+                         sum.data() + n_q);
+      nn::attend_merge(parts, n_q, hd, n_q, acc.data(), mx.data(), sum.data(), merged.data());
+      for (int i = 0; i < n_q * hd; ++i) ASSERT_NEAR(merged[i], out[i], 1e-5 * (1 + std::fabs(out[i]))) << i;
+    }
+  }
 }

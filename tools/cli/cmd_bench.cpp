@@ -126,7 +126,7 @@ void add_bench(CLI::App& app, std::function<int()>& run) {
   c->add_option("--gen-tokens", a->gen_tokens)->capture_default_str();
   c->add_flag("--json", a->json, "One JSON object");
   c->add_flag("--no-repack", a->no_repack, "Run from the mapped file in GGUF layout (no x16 weight copy)");
-  c->add_option("--kv-type", a->kv_type, "KV cache element type: f16 or f32")->capture_default_str();
+  c->add_option("--kv-type", a->kv_type, "KV cache element type: f16, f32 or q8_0")->capture_default_str();
   c->callback([a, &run] { run = [a] { return run_bench(*a); }; });
 }
 

@@ -154,7 +154,7 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
   c->add_flag("--ignore-eos", a->ignore_eos, "Do not stop at end-of-generation tokens");
   c->add_flag("--json", a->json, "Print one JSON object with tokens, text and timings");
   c->add_flag("--no-repack", a->no_repack, "Run from the mapped file in GGUF layout (no x16 weight copy)");
-  c->add_option("--kv-type", a->kv_type, "KV cache element type: f16 or f32")->capture_default_str();
+  c->add_option("--kv-type", a->kv_type, "KV cache element type: f16, f32 or q8_0")->capture_default_str();
   add_parallel_options(c, a->par);
   c->callback([a, &run] { run = [a] { return run_generate(*a); }; });
 }

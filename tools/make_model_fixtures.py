@@ -17,7 +17,11 @@ add_bos follows llama.cpp's default for the model (tokenizer.ggml.add_bos_token,
 reported by llama_vocab_get_add_bos); the value used is recorded in the header.
 Prompts marked special=true are tokenized with special-token parsing (ChatML markers).
 
-Usage: python3 tools/make_model_fixtures.py [--model PATH] [--steps 32]
+With --kv-type q8_0, llama.cpp runs with a Q8_0 K and V cache (type_k = type_v =
+Q8_0, which needs its flash attention, so flash_attn is on) and the greedy steps go to
+smollm2_greedy_kv_q8_0.json instead (no logit files).
+
+Usage: python3 tools/make_model_fixtures.py [--model PATH] [--steps 32] [--kv-type q8_0]
 """
 import argparse
 import ctypes
@@ -99,13 +103,17 @@ def main():
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--out-dir", default=OUT_DIR)
+    ap.add_argument("--kv-type", choices=["f16", "q8_0"], default="f16")
     args = ap.parse_args()
     if not os.path.exists(args.model):
         sys.exit(f"model not found: {args.model}")
     os.makedirs(args.out_dir, exist_ok=True)
 
+    kv_q8 = args.kv_type == "q8_0"
+    kv_args = {"type_k": llama_cpp.GGML_TYPE_Q8_0, "type_v": llama_cpp.GGML_TYPE_Q8_0,
+               "flash_attn": True} if kv_q8 else {}
     llm = llama_cpp.Llama(model_path=args.model, n_ctx=512, n_batch=512, n_threads=2,
-                          n_threads_batch=2, seed=1234, logits_all=False, verbose=False)
+                          n_threads_batch=2, seed=1234, logits_all=False, verbose=False, **kv_args)
     n_vocab = llm.n_vocab()
     add_bos = bool(llm._model.add_bos_token())
 
@@ -126,7 +134,7 @@ def main():
                 case["stats"] = {"mean": float(logits.mean(dtype=np.float64)),
                                  "std": float(logits.std(dtype=np.float64)),
                                  "max": float(logits.max()), "min": float(logits.min())}
-                if name in FULL_LOGITS:
+                if name in FULL_LOGITS and not kv_q8:
                     fname = f"smollm2_logits_{FULL_LOGITS[name]}.f32"
                     logits.astype("<f4").tofile(os.path.join(args.out_dir, fname))
                     case["logits_file"] = fname
@@ -150,6 +158,8 @@ def main():
             "add_bos": add_bos,
             "n_ctx": 512,
             "n_threads": 2,
+            "kv_type": args.kv_type,
+            "flash_attn": kv_q8,
             "steps": args.steps,
             "notes": "Prompt evaluated in one batch, then one token per llama_decode. "
                      "token = argmax (lowest id on ties) of that step's logits; margin = "
@@ -158,7 +168,7 @@ def main():
         },
         "cases": cases,
     }
-    path = os.path.join(args.out_dir, "smollm2_greedy.json")
+    path = os.path.join(args.out_dir, "smollm2_greedy_kv_q8_0.json" if kv_q8 else "smollm2_greedy.json")
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
         f.write("\n")

@@ -36,19 +36,27 @@ struct Fixture {
   std::unique_ptr<Engine> engine;
 };
 
+Fixture* load_fixture(const char* file, KvType kv_type) {
+  auto* fx = new Fixture();
+  const std::string model = test::default_model_path();
+  if (model.empty()) return fx;
+  std::ifstream in(test::fixture_path(std::string("model/") + file));
+  fx->cases = json::parse(in)["cases"];
+  EngineOptions opt;
+  opt.threads = 2;
+  opt.n_ctx = 8192;
+  opt.kv_type = kv_type;
+  fx->engine = Engine::load(model, opt);
+  return fx;
+}
+// llama.cpp's defaults (f16 KV cache).
 Fixture* load() {
-  static Fixture* f = [] {
-    auto* fx = new Fixture();
-    const std::string model = test::default_model_path();
-    if (model.empty()) return fx;
-    std::ifstream in(test::fixture_path("model/smollm2_greedy.json"));
-    fx->cases = json::parse(in)["cases"];
-    EngineOptions opt;
-    opt.threads = 2;
-    opt.n_ctx = 8192;
-    fx->engine = Engine::load(model, opt);
-    return fx;
-  }();
+  static Fixture* f = load_fixture("smollm2_greedy.json", KvType::kF16);
+  return f;
+}
+// llama.cpp with a Q8_0 K and V cache (and its flash attention), against ours with one.
+Fixture* load_kv_q8_0() {
+  static Fixture* f = load_fixture("smollm2_greedy_kv_q8_0.json", KvType::kQ8_0);
   return f;
 }
 
@@ -117,9 +125,7 @@ TEST(LlamaCppMatch, GreedyContinuationsOneByOne) {
 // Fed llama.cpp's own tokens, our argmax must be llama.cpp's at every step of
 // every prompt whose margin is not a near-tie (checks all 32 positions, not
 // only those before a first divergence).
-TEST(LlamaCppMatch, TeacherForcedArgmaxEveryStep) {
-  Fixture* fx = load();
-  REQUIRE_MODEL(fx);
+void teacher_forced_argmax(Fixture* fx) {
   Engine& e = *fx->engine;
   const int32_t V = e.config().n_vocab;
   int checked = 0, exempt = 0;
@@ -151,6 +157,32 @@ TEST(LlamaCppMatch, TeacherForcedArgmaxEveryStep) {
   }
   std::printf("teacher forced: %d steps checked, %d near-ties exempt\n", checked, exempt);
   EXPECT_GT(checked, exempt);
+}
+
+TEST(LlamaCppMatch, TeacherForcedArgmaxEveryStep) {
+  Fixture* fx = load();
+  REQUIRE_MODEL(fx);
+  teacher_forced_argmax(fx);
+}
+
+// The same two checks with a Q8_0 KV cache on both sides.
+TEST(LlamaCppMatch, Q8_0CacheTeacherForcedArgmaxEveryStep) {
+  Fixture* fx = load_kv_q8_0();
+  REQUIRE_MODEL(fx);
+  teacher_forced_argmax(fx);
+}
+
+TEST(LlamaCppMatch, Q8_0CacheGreedyContinuations) {
+  Fixture* fx = load_kv_q8_0();
+  REQUIRE_MODEL(fx);
+  int total = 0, agreed = 0;
+  for (const json& c : fx->cases) {
+    auto res = fx->engine->generate({greedy_request(c)});
+    agreed += compare_greedy(c, res[0].tokens);
+    total += static_cast<int>(c["steps"].size());
+  }
+  std::printf("q8_0 cache: agreed on %d of %d greedy steps (the rest follow a near-tie)\n", agreed, total);
+  EXPECT_GT(agreed, 0);
 }
 
 // All prompts in one batch (different lengths, shared paged cache) give the

@@ -69,9 +69,12 @@ def llama_worker(args):
 
     t_load = time.perf_counter()
     n_ctx = max(1024, args.prompt_tokens + args.gen_tokens + 16)
+    # A Q8_0 cache needs llama.cpp's flash attention; f16 keeps its defaults.
+    kv_args = {"type_k": llama_cpp.GGML_TYPE_Q8_0, "type_v": llama_cpp.GGML_TYPE_Q8_0,
+               "flash_attn": True} if args.kv_type == "q8_0" else {}
     llm = llama_cpp.Llama(model_path=args.model, n_ctx=n_ctx, n_batch=args.prompt_tokens,
                           n_ubatch=args.prompt_tokens, n_threads=args.threads,
-                          n_threads_batch=args.threads, logits_all=False, verbose=False)
+                          n_threads_batch=args.threads, logits_all=False, verbose=False, **kv_args)
     load_s = time.perf_counter() - t_load
     ctx = llm._ctx.ctx
     n_vocab = llm.n_vocab()
@@ -145,7 +148,8 @@ def run_json(cmd, timeout):
 
 def engine_cmd(engine, args, threads, model=None):
     model = model or args.model
-    common = ["--prompt-tokens", str(args.prompt_tokens), "--gen-tokens", str(args.gen_tokens)]
+    common = ["--prompt-tokens", str(args.prompt_tokens), "--gen-tokens", str(args.gen_tokens),
+              "--kv-type", args.kv_type]
     if engine == "parallama":
         return [args.binary, "bench", "-m", model, "--threads", str(threads)] + common + ["--json"]
     return [sys.executable, os.path.abspath(__file__), "--llama-worker", "--model", model,
@@ -313,11 +317,14 @@ def weight_bytes_per_token(path):
     return total, info
 
 
-def kv_bytes_per_token(info, prompt_tokens, gen_tokens):
-    """Bytes of f16 K and V cache (both engines' default) one decode step reads, averaged
-    over the gen_tokens steps after a prompt_tokens prompt: step i attends over
-    prompt_tokens + i + 1 positions, each holding K and V for every layer and KV head."""
-    per_pos = info["n_layer"] * 2 * info["n_head_kv"] * info["head_dim"] * 2
+KV_VALUE_BYTES = {"f16": 2.0, "q8_0": 34 / 32}  # per cached value (Q8_0: f16 scale per 32)
+
+
+def kv_bytes_per_token(info, prompt_tokens, gen_tokens, kv_type="f16"):
+    """Bytes of K and V cache one decode step reads, averaged over the gen_tokens steps
+    after a prompt_tokens prompt: step i attends over prompt_tokens + i + 1 positions,
+    each holding K and V for every layer and KV head."""
+    per_pos = info["n_layer"] * 2 * info["n_head_kv"] * info["head_dim"] * KV_VALUE_BYTES[kv_type]
     return per_pos * (prompt_tokens + (gen_tokens + 1) / 2)
 
 
@@ -455,7 +462,7 @@ def suite_markdown(rows, args, models, membw, threads_list, sweep=None):
            "footprint GB/s = membw over a buffer the size of the weights read per token; where "
            f"it is >= {CACHE_SERVED_GAIN}x bw GB/s (\"cached\") the caches serve part of every "
            "token's reads, decode is not bound by memory bandwidth and the 70% target does not "
-           "apply. bw frac +KV counts the f16 KV cache each decode step also reads (averaged "
+           f"apply. bw frac +KV counts the KV cache ({args.kv_type}) each decode step also reads (averaged "
            "over the steps), which the target's bound leaves out.", "",
            "| model | type | embd | MiB | thr | decode ours | decode llama.cpp | ratio | "
            f"pp{args.prompt_tokens} ours | pp{args.prompt_tokens} llama.cpp | ratio | "
@@ -577,8 +584,9 @@ def run_suite(args, engines, threads_list):
         bpt, info = weight_bytes_per_token(path)
         models.append({"name": n, "desc": SUITE_MODELS[n][0], "path": path, "info": info,
                        "size_mib": os.path.getsize(path) / 1048576, "bytes_per_token": bpt,
-                       "kv_bytes_per_token": kv_bytes_per_token(info, args.prompt_tokens, args.gen_tokens),
-                       "kv0_bytes_per_token": kv_bytes_per_token(info, 0, args.gen_tokens),
+                       "kv_bytes_per_token": kv_bytes_per_token(info, args.prompt_tokens, args.gen_tokens,
+                                                                args.kv_type),
+                       "kv0_bytes_per_token": kv_bytes_per_token(info, 0, args.gen_tokens, args.kv_type),
                        "fits_llc": llc is not None and bpt <= llc, "errors": []})
         print(f"model {n}: {path} ({info['weight_type']}, {bpt / 1e6:.1f} MB/token)", file=sys.stderr)
 
@@ -623,7 +631,7 @@ def run_suite(args, engines, threads_list):
     rows = suite_rows(models, runs, membw, engines, threads_list, round_bw, footprint_bw)
     print(suite_markdown(rows, args, models, membw, threads_list, sweep))
     if args.out:
-        meta = {"suite": "kernels", "binary": args.binary, "threads": threads_list,
+        meta = {"suite": "kernels", "binary": args.binary, "threads": threads_list, "kv_type": args.kv_type,
                 "rounds": args.rounds, "prompt_tokens": args.prompt_tokens,
                 "gen_tokens": args.gen_tokens, "cpu": cpu_name(), "nproc": os.cpu_count(),
                 "llc_bytes": llc, "platform": platform.platform(),
@@ -645,6 +653,8 @@ def main():
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--binary", default=os.path.join(ROOT, "build", "release", "parallama"))
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (worker: one)")
+    ap.add_argument("--kv-type", choices=["f16", "q8_0"], default="f16",
+                    help="KV cache type of both engines (q8_0: llama.cpp with flash attention)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--prompt-tokens", type=int, default=512)
     ap.add_argument("--gen-tokens", type=int, default=128)

@@ -109,17 +109,22 @@ TEST(LlamaCppMatch, TokenizerGivesTheSamePromptIds) {
   }
 }
 
-TEST(LlamaCppMatch, GreedyContinuationsOneByOne) {
-  Fixture* fx = load();
-  REQUIRE_MODEL(fx);
+// Each prompt generated alone, compared step by step until a near-tie.
+void greedy_one_by_one(Fixture* fx, const char* label) {
   int total = 0, agreed = 0;
   for (const json& c : fx->cases) {
     auto res = fx->engine->generate({greedy_request(c)});
     agreed += compare_greedy(c, res[0].tokens);
     total += static_cast<int>(c["steps"].size());
   }
-  std::printf("agreed on %d of %d greedy steps (the rest follow a near-tie)\n", agreed, total);
+  std::printf("%s: agreed on %d of %d greedy steps (the rest follow a near-tie)\n", label, agreed, total);
   EXPECT_GT(agreed, 0);
+}
+
+TEST(LlamaCppMatch, GreedyContinuationsOneByOne) {
+  Fixture* fx = load();
+  REQUIRE_MODEL(fx);
+  greedy_one_by_one(fx, "f16 cache");
 }
 
 // Fed llama.cpp's own tokens, our argmax must be llama.cpp's at every step of
@@ -175,14 +180,7 @@ TEST(LlamaCppMatch, Q8_0CacheTeacherForcedArgmaxEveryStep) {
 TEST(LlamaCppMatch, Q8_0CacheGreedyContinuations) {
   Fixture* fx = load_kv_q8_0();
   REQUIRE_MODEL(fx);
-  int total = 0, agreed = 0;
-  for (const json& c : fx->cases) {
-    auto res = fx->engine->generate({greedy_request(c)});
-    agreed += compare_greedy(c, res[0].tokens);
-    total += static_cast<int>(c["steps"].size());
-  }
-  std::printf("q8_0 cache: agreed on %d of %d greedy steps (the rest follow a near-tie)\n", agreed, total);
-  EXPECT_GT(agreed, 0);
+  greedy_one_by_one(fx, "q8_0 cache");
 }
 
 // All prompts in one batch (different lengths, shared paged cache) give the

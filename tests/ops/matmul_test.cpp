@@ -6,6 +6,7 @@
 #include "core/check.h"
 #include "core/thread_pool.h"
 #include "ops/matmul.h"
+#include "ops/matmul_exact.h"
 #include "ops/repack.h"
 #include "ops/quant_kernels.h"
 #include "quant_test_util.h"
@@ -161,6 +162,57 @@ TEST(Matmul, ManyEqualsOneByOne) {
           for (size_t k = 0; k < one[i].size(); ++k)
             ASSERT_EQ(many[i][k], one[i][k]) << type_name(views[i].type) << " weight " << i << " tok " << n_tok;
       }
+    }
+  }
+}
+
+// Decode-sized calls on several threads quantize the activations per thread, on
+// each thread's first task of a call (TaskActivations): back-to-back calls with
+// different inputs, sizes and types, x16-packed or not, must each use their own
+// input, bit for bit what one thread computes.
+TEST(Matmul, DecodeCallsOnSeveralThreadsMatchOneThread) {
+  ThreadPool one(1), two(2), three(3);
+  struct W {
+    GgmlType t;
+    int64_t rows, cols;
+    std::vector<uint8_t> raw;
+    WeightView view;
+  };
+  std::vector<W> ws;
+  for (GgmlType t : {GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_0})
+    for (int64_t cols : {64, 576}) {
+      const int64_t rows = 96;
+      W w{t, rows, cols, test::random_raw(t, rows * cols, static_cast<uint32_t>(cols + int(t))), {}};
+      w.view = {w.raw.data(), t, rows, cols};
+      ws.push_back(std::move(w));
+    }
+  const size_t n_plain = ws.size();
+  std::vector<std::vector<uint8_t>> packed(n_plain);
+  for (size_t i = 0; i < n_plain; ++i) {
+    if (!can_repack(ws[i].t)) continue;
+    packed[i].resize(ws[i].raw.size());
+    WeightView pv = ws[i].view;
+    pv.data = packed[i].data();
+    pv.packed_rows = repack_x16(ws[i].t, ws[i].raw.data(), ws[i].rows, ws[i].cols, packed[i].data());
+    W copy{ws[i].t, ws[i].rows, ws[i].cols, {}, pv};
+    ws.push_back(copy);
+  }
+  for (int step = 0; step < 40; ++step) {
+    const W& w = ws[(step * 7) % ws.size()];
+    const int64_t n_tok = 1 + step % 4;
+    const auto x = test::random_floats(n_tok * w.cols, static_cast<uint32_t>(1000 + step));
+    std::vector<float> y1(n_tok * w.rows), y2(n_tok * w.rows), y3(n_tok * w.rows);
+    std::vector<double> e1(n_tok * w.rows), e2(n_tok * w.rows);
+    matmul(w.view, x.data(), n_tok, y1.data(), one);
+    matmul(w.view, x.data(), n_tok, y2.data(), two);
+    matmul(w.view, x.data(), n_tok, y3.data(), three);
+    matmul_exact(w.view, x.data(), n_tok, e1.data(), one);
+    matmul_exact(w.view, x.data(), n_tok, e2.data(), two);
+    for (size_t k = 0; k < y1.size(); ++k) {
+      ASSERT_EQ(y2[k], y1[k]) << type_name(w.t) << " step " << step << " tok " << n_tok << " out " << k;
+      ASSERT_EQ(y3[k], y1[k]) << type_name(w.t) << " step " << step << " tok " << n_tok << " out " << k;
+      ASSERT_EQ(e2[k], e1[k]) << type_name(w.t) << " exact, step " << step << " tok " << n_tok << " out " << k;
+      ASSERT_NEAR(y1[k], e1[k], 1e-4 * (std::fabs(e1[k]) + 1.0)) << type_name(w.t) << " step " << step;
     }
   }
 }

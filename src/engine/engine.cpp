@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <exception>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -60,6 +61,61 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOption
   if (e->tokenizer_->n_vocab() != cfg.n_vocab)
     PL_THROW(path << ": tokenizer has " << e->tokenizer_->n_vocab()
                   << " tokens but token_embd has " << cfg.n_vocab << " rows");
+  if (opt.n_ctx <= 0 || opt.block_size <= 0)
+    PL_THROW("context size and block size must be positive (got " << opt.n_ctx << ", "
+                                                                   << opt.block_size << ")");
+  const int32_t n_blocks = (opt.n_ctx + opt.block_size - 1) / opt.block_size;
+  int threads = opt.threads;
+  if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  e->threads_ = threads;
+  const LoadProgress progress = opt.progress ? loading_bar() : LoadProgress();
+  const char* pin_env = std::getenv("PARALLAMA_PIN");
+  const bool pin = opt.pin_threads && !par && !(pin_env && std::string(pin_env) == "0");
+
+  int shards = opt.thread_shards;
+  if (par) {
+    if (shards > 1) PL_THROW("thread shards (" << shards << ") cannot be combined with MPI ranks");
+    shards = 1;
+  } else if (shards < 0) {
+    shards = threads > 1 && LlamaModel::split_is_exact(*e->file_, cfg, threads) ? threads : 1;
+  }
+  if (shards < 1 || threads % shards != 0)
+    PL_THROW("thread shards must be at least 1 and divide the threads (" << threads << "), got " << shards);
+  if (shards > cfg.n_head)
+    PL_THROW("thread shards (" << shards << ") exceed the model's " << cfg.n_head << " attention heads");
+
+  if (shards > 1) {
+    // Each shard is loaded by its own thread (its arena first touched there) and
+    // keeps its own KV cache of its kv heads; shard 0 reports the progress.
+    e->group_ = std::make_unique<ThreadGroup>(shards);
+    e->extra_.resize(shards - 1);
+    std::vector<std::exception_ptr> errs(shards);
+    auto load_shard = [&](int r) {
+      try {
+        ModelShard shard;
+        shard.tp = shards;
+        shard.tp_rank = r;
+        shard.tp_comm = &e->group_->comm(r);
+        auto m = std::make_unique<LlamaModel>(*e->file_, cfg, shard, opt.repack,
+                                              r == 0 ? progress : LoadProgress());
+        auto kv = std::make_unique<KvCache>(m->kv_shape(n_blocks, opt.block_size, opt.kv_type));
+        if (r == 0) e->model_ = std::move(m), e->kv_ = std::move(kv);
+        else e->extra_[r - 1].model = std::move(m), e->extra_[r - 1].kv = std::move(kv);
+      } catch (...) {
+        errs[r] = std::current_exception();
+      }
+    };
+    std::vector<std::thread> loaders;
+    for (int r = 1; r < shards; ++r) loaders.emplace_back(load_shard, r);
+    load_shard(0);
+    for (auto& t : loaders) t.join();
+    for (auto& err : errs)
+      if (err) std::rethrow_exception(err);
+    for (int r = 0; r < shards; ++r) e->shard_pools_.push_back(std::make_unique<ThreadPool>(threads / shards));
+    e->pool_ = std::make_unique<ThreadPool>(shards, pin);
+    return e;
+  }
+
   ModelShard shard;
   if (par) {
     e->par_ = std::make_unique<ParallelSetup>(*par);
@@ -71,22 +127,35 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOption
     shard.tp_rank = w.tp_rank();
     shard.tp_comm = par->tp;
   }
-  const LoadProgress progress = opt.progress ? loading_bar() : LoadProgress();
   e->model_ = std::make_unique<LlamaModel>(*e->file_, cfg, shard, opt.repack, progress);
   // Placed weights were read while being copied. A shard touches only its own
   // pages; faulting in the whole file would make every rank resident for all weights.
   if (!par && !opt.repack) prefault(*e->file_, progress);
-  if (opt.n_ctx <= 0 || opt.block_size <= 0)
-    PL_THROW("context size and block size must be positive (got " << opt.n_ctx << ", "
-                                                                   << opt.block_size << ")");
-  const int32_t n_blocks = (opt.n_ctx + opt.block_size - 1) / opt.block_size;
   e->kv_ = std::make_unique<KvCache>(e->model_->kv_shape(n_blocks, opt.block_size, opt.kv_type));
-  int threads = opt.threads;
-  if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  const char* pin_env = std::getenv("PARALLAMA_PIN");
-  const bool pin = opt.pin_threads && !par && !(pin_env && std::string(pin_env) == "0");
   e->pool_ = std::make_unique<ThreadPool>(threads, pin);
   return e;
+}
+
+void Engine::forward(const Batch& batch, std::vector<float>& logits) {
+  if (!group_) {
+    model_->forward(batch, *kv_, logits, *pool_);
+    return;
+  }
+  group_->reset();  // no shard is inside a collective between passes
+  pool_->run([&](int ith, int) {
+    try {
+      if (ith == 0) model_->forward(batch, *kv_, logits, *shard_pools_[0]);
+      else extra_[ith - 1].model->forward(batch, *extra_[ith - 1].kv, extra_[ith - 1].logits, *shard_pools_[ith]);
+    } catch (...) {
+      group_->abort();  // peers waiting in a collective for this shard throw too
+      throw;
+    }
+  });
+}
+
+double Engine::tp_comm_seconds() const {
+  if (group_) return group_->comm(0).stats().seconds;
+  return par_ && par_->tp ? par_->tp->stats().seconds : 0.0;
 }
 
 void Engine::reserve_kv(const std::vector<GenerateRequest>& reqs, SequenceBlocks& tables) {
@@ -120,7 +189,7 @@ std::vector<GenerateResult> Engine::generate(const std::vector<GenerateRequest>&
                                              const std::function<void(size_t, int32_t)>& on_token) {
   if (par_ && par_->world.pp > 1) return generate_pipelined(reqs, stats, on_token);
   const double t_start = now_seconds();
-  const double comm0 = par_ && par_->tp ? par_->tp->stats().seconds : 0.0;
+  const double comm0 = tp_comm_seconds();
   const size_t n = reqs.size();
   std::vector<GenerateResult> res(n);
   SequenceBlocks tables(kv_->allocator(), n);
@@ -166,7 +235,7 @@ std::vector<GenerateResult> Engine::generate(const std::vector<GenerateRequest>&
   double compute = 0;
   auto forward = [&] {
     const double c0 = now_seconds();
-    model_->forward(batch, *kv_, logits, *pool_);
+    this->forward(batch, logits);
     compute += now_seconds() - c0;
   };
   if (!order.empty()) {
@@ -194,7 +263,7 @@ std::vector<GenerateResult> Engine::generate(const std::vector<GenerateRequest>&
   if (stats) {
     stats->decode_s += now_seconds() - t1;
     stats->compute_s += compute;
-    stats->comm_s += (par_ && par_->tp ? par_->tp->stats().seconds : 0.0) - comm0;
+    stats->comm_s += tp_comm_seconds() - comm0;
     stats->wall_s += now_seconds() - t_start;
   }
   return res;

@@ -11,6 +11,7 @@
 #include "core/thread_pool.h"
 #include "gguf/gguf_file.h"
 #include "model/llama.h"
+#include "parallel/thread_communicator.h"
 #include "parallel/world_config.h"
 #include "runtime/kv_cache.h"
 #include "runtime/sampler.h"
@@ -28,6 +29,16 @@ struct EngineOptions {
   // Bind the pool's threads to CPUs (ThreadPool pin) in a single-process run;
   // PARALLAMA_PIN=0 turns it off. MPI ranks are left to mpirun's binding.
   bool pin_threads = true;
+  // Tensor parallelism over threads in a single-process run: the model is
+  // loaded as this many TP shards (the layers MPI ranks would hold), each run
+  // by threads / thread_shards threads, with all-reduces through shared memory
+  // (parallel/thread_communicator.h). A decode step then needs two hand-offs
+  // per layer instead of one per matrix, and each thread streams its own
+  // shard's weights. 1: one model, its matrices split by rows over the
+  // threads. -1 (auto): as many shards as threads when threads > 1 and the
+  // split gives the single-shard result bit for bit
+  // (LlamaModel::split_is_exact), else 1.
+  int thread_shards = -1;
 };
 
 struct GenerateRequest {
@@ -68,7 +79,8 @@ class Engine {
   const GgufFile& file() const { return *file_; }
   const ModelConfig& config() const { return model_->config(); }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
-  int threads() const { return pool_->size(); }
+  int threads() const { return threads_; }
+  int thread_shards() const { return 1 + static_cast<int>(extra_.size()); }
 
   // on_token(request index, token id) is called as tokens are produced. Under
   // TP x PP every rank calls generate() with the same requests; results are
@@ -77,12 +89,20 @@ class Engine {
                                        GenerateStats* stats = nullptr,
                                        const std::function<void(size_t, int32_t)>& on_token = {});
 
-  // Raw access for benchmarks and tests.
+  // One forward pass of a single-stage engine over every thread shard:
+  // logits [batch.n_outputs(), n_vocab]. Block tables come from kv()'s allocator.
+  void forward(const Batch& batch, std::vector<float>& logits);
+
+  // Raw access for benchmarks and tests. With thread shards, model() and kv()
+  // are shard 0's (its layers' slice; config() is the whole model's) and the
+  // allocator of kv() hands out the blocks of every shard's cache.
   LlamaModel& model() { return *model_; }
   const LlamaModel& model() const { return *model_; }
   KvCache& kv() { return *kv_; }
   ThreadPool& pool() { return *pool_; }
   const ParallelSetup* parallel() const { return par_.get(); }
+  // Seconds this rank (shard 0) spent in TP collectives so far, MPI or threads.
+  double tp_comm_seconds() const;
 
  private:
   Engine() = default;
@@ -100,7 +120,19 @@ class Engine {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<LlamaModel> model_;
   std::unique_ptr<KvCache> kv_;
+  // Single shard: runs the model's kernels. Thread shards: one thread per shard,
+  // each running its shard's forward on that shard's own pool.
   std::unique_ptr<ThreadPool> pool_;
+  int threads_ = 1;
+  // Thread shards 1..n-1 (shard 0 is model_, kv_); empty for one shard.
+  struct Shard {
+    std::unique_ptr<LlamaModel> model;
+    std::unique_ptr<KvCache> kv;
+    std::vector<float> logits;  // [n_outputs, n_vocab] this shard's copy
+  };
+  std::vector<Shard> extra_;
+  std::vector<std::unique_ptr<ThreadPool>> shard_pools_;  // [n] threads / n threads each
+  std::unique_ptr<ThreadGroup> group_;                    // their TP communicators
 };
 
 // Default model location: $PARALLAMA_MODEL, else ~/.cache/parallama/models/SmolLM2-135M-Instruct.Q4_1.gguf.

@@ -108,6 +108,35 @@ LlamaModel::LlamaModel(const GgufFile& f, const ModelConfig& cfg, const ModelSha
   if (repack) place_weights(progress);
 }
 
+bool LlamaModel::split_is_exact(const GgufFile& f, const ModelConfig& cfg, int32_t tp) {
+  if (tp <= 1) return true;
+  if (tp > cfg.n_head || row_reduction_for(f) != RowReduction::kExact) return false;
+  // The split points the constructor uses: query heads (attn_output's columns) and
+  // the MLP width (ffn_down's columns, in units of blk.0's block), each a
+  // multiple of every layer's block size.
+  const GgufTensorInfo* down0 = f.find_tensor("blk.0.ffn_down.weight");
+  const int64_t unit = down0 ? std::max<int64_t>(1, type_traits(down0->type).block_size) : 1;
+  if (cfg.n_ff % unit != 0 || cfg.n_ff / unit < tp) return false;
+  std::vector<int64_t> ff_cuts;
+  for (int32_t r = 0; r < tp; ++r) ff_cuts.push_back(even_split(cfg.n_ff / unit, tp, r).second * unit);
+  for (int32_t il = 0; il < cfg.n_layer; ++il) {
+    const std::string b = "blk." + std::to_string(il) + ".";
+    const GgufTensorInfo* wo = f.find_tensor(b + "attn_output.weight");
+    const GgufTensorInfo* down = f.find_tensor(b + "ffn_down.weight");
+    if (!wo || !down) return false;
+    const int64_t bo = type_traits(wo->ggml_type()).block_size;
+    const int64_t bd = type_traits(down->ggml_type()).block_size;
+    for (int32_t r = 0; r < tp; ++r) {
+      const HeadShard hs = WorldConfig::head_shard(cfg.n_head, cfg.n_head_kv, tp, r);
+      if ((int64_t(hs.q_begin) * cfg.head_dim) % bo != 0 || (int64_t(hs.q_end) * cfg.head_dim) % bo != 0)
+        return false;
+    }
+    for (int64_t c : ff_cuts)
+      if (c % bd != 0) return false;
+  }
+  return true;
+}
+
 void LlamaModel::place_weights(const LoadProgress& progress) {
   // All matrices in one huge-page arena, in the order a forward pass reads them.
   const bool has_output = shard_.last_stage(cfg_.n_layer);

@@ -65,6 +65,12 @@ class LlamaModel {
   LlamaModel(const GgufFile& file, const ModelConfig& cfg, const ModelShard& shard = {}, bool repack = true,
              const LoadProgress& progress = {});
 
+  // Whether every TP rank of a tp-way split of this file's layers gets the
+  // single-rank result bit for bit: quantized row-parallel layers (exact double
+  // partial sums) split on whole quantization blocks, and no more ranks than
+  // query heads. Float-only files and unaligned splits round partial sums.
+  static bool split_is_exact(const GgufFile& file, const ModelConfig& cfg, int32_t tp);
+
   const ModelConfig& config() const { return cfg_; }
   const ModelShard& shard() const { return shard_; }
   int32_t n_local_layers() const { return static_cast<int32_t>(layers_.size()); }

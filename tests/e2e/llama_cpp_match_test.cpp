@@ -144,7 +144,7 @@ void teacher_forced_argmax(Fixture* fx) {
     b.add_seq(seq.data(), n_prompt, 0, &table);
     std::vector<float> logits;
     for (size_t i = 0; i < c["steps"].size(); ++i) {
-      e.model().forward(b, e.kv(), logits, e.pool());
+      e.forward(b, logits);
       const int32_t got = static_cast<int32_t>(
           std::max_element(logits.begin(), logits.begin() + V) - logits.begin());
       const int32_t want = c["steps"][i]["token"];
@@ -217,7 +217,7 @@ TEST(LlamaCppMatch, FirstStepLogits) {
     Batch b;
     b.add_seq(prompt.data(), static_cast<int32_t>(prompt.size()), 0, &table);
     std::vector<float> logits;
-    fx->engine->model().forward(b, fx->engine->kv(), logits, fx->engine->pool());
+    fx->engine->forward(b, logits);
     alloc.release(table);
 
     double max_diff = 0, sum_diff = 0;

@@ -24,14 +24,14 @@ std::vector<float> run(Engine& e, const std::vector<std::vector<int32_t>>& seqs,
   if (!stepwise) {
     for (size_t i = 0; i < seqs.size(); ++i)
       b.add_seq(seqs[i].data(), int32_t(seqs[i].size()), 0, &tables[i]);
-    e.model().forward(b, e.kv(), logits, e.pool());
+    e.forward(b, logits);
     out = logits;
   } else {
     for (size_t i = 0; i < seqs.size(); ++i) {
       for (size_t t = 0; t < seqs[i].size(); ++t) {
         b.clear();
         b.add_seq(&seqs[i][t], 1, int32_t(t), &tables[i]);
-        e.model().forward(b, e.kv(), logits, e.pool());
+        e.forward(b, logits);
       }
       out.insert(out.end(), logits.begin(), logits.begin() + V);
     }
@@ -85,29 +85,39 @@ TEST(ForwardConsistency, PrefillEqualsStepwiseOnSyntheticModels) {
   }
 }
 
-// A malformed batch is refused with an error instead of reading out of bounds.
+// A malformed batch is refused with an error instead of reading out of bounds,
+// also when every thread shard refuses it (none may wait for the others).
 TEST(ForwardConsistency, MalformedBatchIsRefused) {
   SyntheticModelSpec s;
   const std::string p = test::temp_path("malformed_batch.gguf");
   write_synthetic_model(p, s);
-  EngineOptions opt;
-  opt.threads = 1;
-  opt.n_ctx = 64;
-  auto e = Engine::load(p, opt);
-  std::vector<int32_t> table;
-  ASSERT_TRUE(e->kv().allocator().reserve(table, 8, e->kv().block_size()));
-  std::vector<float> logits;
-  const std::vector<int32_t> ids = {1, 2, 3, 4};
-  Batch b;
-  b.add_seq(ids.data(), 4, 0, &table);
-  b.seqs[0].n_tokens = 3;  // does not cover the 4th token
-  EXPECT_THROW(e->model().forward(b, e->kv(), logits, e->pool()), Error);
-  Batch c;
-  c.add_seq(ids.data(), 4, 0, &table);
-  c.tokens[2] = 1 << 30;  // outside the vocabulary
-  EXPECT_THROW(e->model().forward(c, e->kv(), logits, e->pool()), Error);
-  Batch d;
-  d.add_seq(ids.data(), 4, 30, &table);  // needs 34 positions, table covers 16
-  EXPECT_THROW(e->model().forward(d, e->kv(), logits, e->pool()), Error);
-  e->kv().allocator().release(table);
+  for (int shards : {1, 2}) {
+    EngineOptions opt;
+    opt.threads = shards;
+    opt.thread_shards = shards;
+    opt.n_ctx = 64;
+    auto e = Engine::load(p, opt);
+    ASSERT_EQ(e->thread_shards(), shards);
+    std::vector<int32_t> table;
+    ASSERT_TRUE(e->kv().allocator().reserve(table, 8, e->kv().block_size()));
+    std::vector<float> logits;
+    const std::vector<int32_t> ids = {1, 2, 3, 4};
+    Batch b;
+    b.add_seq(ids.data(), 4, 0, &table);
+    b.seqs[0].n_tokens = 3;  // does not cover the 4th token
+    EXPECT_THROW(e->forward(b, logits), Error);
+    Batch c;
+    c.add_seq(ids.data(), 4, 0, &table);
+    c.tokens[2] = 1 << 30;  // outside the vocabulary
+    EXPECT_THROW(e->forward(c, logits), Error);
+    Batch d;
+    d.add_seq(ids.data(), 4, 30, &table);  // needs 34 positions, table covers 16
+    EXPECT_THROW(e->forward(d, logits), Error);
+    // The engine still works after the refusals.
+    Batch ok;
+    ok.add_seq(ids.data(), 4, 0, &table);
+    e->forward(ok, logits);
+    EXPECT_EQ(logits.size(), static_cast<size_t>(e->config().n_vocab));
+    e->kv().allocator().release(table);
+  }
 }

@@ -97,15 +97,15 @@ TEST_P(SyntheticMatch, GreedyAndLogitsMatchLlamaCpp) {
     std::vector<float> logits;
     if (first) {
       b.add_seq(seq.data(), n, 0, &table);
-      e->model().forward(b, e->kv(), logits, e->pool());
+      e->forward(b, logits);
     } else {  // prompt as one batch, then one token per step as generation did
       const int32_t np = int32_t(r.prompt.size());
       b.add_seq(seq.data(), np, 0, &table);
-      e->model().forward(b, e->kv(), logits, e->pool());
+      e->forward(b, logits);
       for (int32_t i = np; i < n; ++i) {
         b.clear();
         b.add_seq(&seq[i], 1, i, &table);
-        e->model().forward(b, e->kv(), logits, e->pool());
+        e->forward(b, logits);
       }
     }
     e->kv().allocator().release(table);

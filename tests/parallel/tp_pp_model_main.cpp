@@ -208,7 +208,7 @@ int main(int argc, char** argv) {
         PL_CHECK(ref->kv().allocator().reserve(table, int32_t(reqs[0].prompt.size()), 16));
         Batch b;
         b.add_seq(reqs[0].prompt.data(), int32_t(reqs[0].prompt.size()), 0, &table);
-        ref->model().forward(b, ref->kv(), want, ref->pool());
+        ref->forward(b, want);
         ref->kv().allocator().release(table);
       }
       double max_diff = 0, scale = 0;

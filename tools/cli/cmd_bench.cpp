@@ -26,6 +26,7 @@ struct BenchArgs {
   int gen_tokens = 128;
   bool json = false;
   bool no_repack = false;
+  int thread_shards = -1;
   std::string kv_type = "f16";
 };
 
@@ -43,6 +44,7 @@ int run_bench(const BenchArgs& a) {
   opt.threads = a.threads;
   opt.n_ctx = a.prompt_tokens + a.gen_tokens + 16;
   opt.repack = !a.no_repack;
+  opt.thread_shards = a.thread_shards;
   opt.kv_type = parse_kv_type(a.kv_type);
   auto e = Engine::load(a.model.empty() ? default_model_path() : a.model, opt);
   const int32_t V = e->config().n_vocab;
@@ -55,7 +57,7 @@ int run_bench(const BenchArgs& a) {
   // Warm-up: one short batch so first-touch costs stay out of the timings.
   std::vector<int32_t> warm = {1, 2, 3, 4};
   b.add_seq(warm.data(), 4, 0, &table);
-  e->model().forward(b, e->kv(), logits, e->pool());
+  e->forward(b, logits);
 
   // Deterministic pseudo-random prompt ids, away from the special tokens.
   std::vector<int32_t> prompt(a.prompt_tokens);
@@ -67,7 +69,7 @@ int run_bench(const BenchArgs& a) {
   b.clear();
   b.add_seq(prompt.data(), a.prompt_tokens, 0, &table);
   double t0 = now_seconds();
-  e->model().forward(b, e->kv(), logits, e->pool());
+  e->forward(b, logits);
   const double pp_s = now_seconds() - t0;
 
   int32_t tok = argmax(logits.data(), V);
@@ -75,7 +77,7 @@ int run_bench(const BenchArgs& a) {
   for (int i = 0; i < a.gen_tokens; ++i) {
     b.clear();
     b.add_seq(&tok, 1, a.prompt_tokens + i, &table);
-    e->model().forward(b, e->kv(), logits, e->pool());
+    e->forward(b, logits);
     tok = argmax(logits.data(), V);
   }
   const double tg_s = now_seconds() - t0;
@@ -86,7 +88,7 @@ int run_bench(const BenchArgs& a) {
   for (int i = 0; i < a.gen_tokens; ++i) {
     b.clear();
     b.add_seq(&tok, 1, i, &table);
-    e->model().forward(b, e->kv(), logits, e->pool());
+    e->forward(b, logits);
     tok = argmax(logits.data(), V);
   }
   const double tg0_s = now_seconds() - t0;
@@ -94,6 +96,7 @@ int run_bench(const BenchArgs& a) {
 
   nlohmann::json out = {{"model", e->file().path()},
                         {"threads", e->threads()},
+                        {"thread_shards", e->thread_shards()},
                         {"isa", cpu_isa_name(active_cpu_isa())},
                         {"repack", opt.repack},
                         {"kv_type", kv_type_name(opt.kv_type)},
@@ -108,9 +111,9 @@ int run_bench(const BenchArgs& a) {
   if (a.json) {
     std::cout << out.dump() << "\n";
   } else {
-    std::printf("pp%d: %.1f tok/s   tg%d @ d%d: %.1f tok/s   tg%d: %.1f tok/s   (%d threads, %s)\n",
+    std::printf("pp%d: %.1f tok/s   tg%d @ d%d: %.1f tok/s   tg%d: %.1f tok/s   (%d threads, %d shards, %s)\n",
                 a.prompt_tokens, a.prompt_tokens / pp_s, a.gen_tokens, a.prompt_tokens, a.gen_tokens / tg_s,
-                a.gen_tokens, a.gen_tokens / tg0_s, e->threads(), cpu_isa_name(active_cpu_isa()));
+                a.gen_tokens, a.gen_tokens / tg0_s, e->threads(), e->thread_shards(), cpu_isa_name(active_cpu_isa()));
   }
   return 0;
 }
@@ -126,6 +129,10 @@ void add_bench(CLI::App& app, std::function<int()>& run) {
   c->add_option("--gen-tokens", a->gen_tokens)->capture_default_str();
   c->add_flag("--json", a->json, "One JSON object");
   c->add_flag("--no-repack", a->no_repack, "Run from the mapped file in GGUF layout (no x16 weight copy)");
+  c->add_option("--thread-shards", a->thread_shards,
+                "Tensor-parallel shards over the threads (1: one model, rows split over threads; "
+                "-1: as many as threads when the split is exact)")
+      ->capture_default_str();
   c->add_option("--kv-type", a->kv_type, "KV cache element type: f16, f32 or q8_0")->capture_default_str();
   c->callback([a, &run] { run = [a] { return run_bench(*a); }; });
 }

@@ -32,6 +32,7 @@ struct GenerateArgs {
   bool json = false;
   bool ignore_eos = false;
   bool no_repack = false;
+  int thread_shards = -1;
   std::string kv_type = "f16";
   ParallelArgs par;
 };
@@ -65,6 +66,7 @@ int run_generate_on(const GenerateArgs& a, ParallelRun* run) {
   opt.threads = run ? run->threads(a.threads) : a.threads;
   opt.n_ctx = a.ctx;
   opt.repack = !a.no_repack;
+  opt.thread_shards = a.thread_shards;
   opt.kv_type = parse_kv_type(a.kv_type);
   opt.progress = leader && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO) && !a.json;
   auto engine = Engine::load(a.model.empty() ? default_model_path() : a.model, opt,
@@ -108,7 +110,7 @@ int run_generate_on(const GenerateArgs& a, ParallelRun* run) {
     out["timings"] = {{"prompt_tokens", st.prompt_tokens}, {"prompt_s", st.prompt_s},
                       {"prompt_tok_s", pp}, {"decode_tokens", st.decode_tokens},
                       {"decode_s", st.decode_s}, {"decode_tok_s", tg},
-                      {"threads", engine->threads()}};
+                      {"threads", engine->threads()}, {"thread_shards", engine->thread_shards()}};
     if (run) out["parallel"] = run->summary_json();
     std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
@@ -154,6 +156,10 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
   c->add_flag("--ignore-eos", a->ignore_eos, "Do not stop at end-of-generation tokens");
   c->add_flag("--json", a->json, "Print one JSON object with tokens, text and timings");
   c->add_flag("--no-repack", a->no_repack, "Run from the mapped file in GGUF layout (no x16 weight copy)");
+  c->add_option("--thread-shards", a->thread_shards,
+                "Tensor-parallel shards over the threads (1: one model, rows split over threads; "
+                "-1: as many as threads when the split is exact)")
+      ->capture_default_str();
   c->add_option("--kv-type", a->kv_type, "KV cache element type: f16, f32 or q8_0")->capture_default_str();
   add_parallel_options(c, a->par);
   c->callback([a, &run] { run = [a] { return run_generate(*a); }; });

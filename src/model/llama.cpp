@@ -8,6 +8,7 @@
 #include "gguf/gguf_file.h"
 #include "ops/nn.h"
 #include "ops/quant.h"
+#include "ops/repack.h"
 #include "parallel/communicator.h"
 #include "parallel/world_config.h"
 
@@ -58,10 +59,16 @@ LlamaModel::LlamaModel(const GgufFile& f, const ModelConfig& cfg, const ModelSha
   }
   if (shard_.last_stage(cfg.n_layer)) {
     out_norm_ = load_vector(f, "output_norm.weight", E);
+    // Vocab rows in whole x16 groups (ops/repack.h) where there are enough, the
+    // last rank also taking the remainder: then every row runs the same kernel as
+    // on a single rank (the rows past a matrix's last group take another path,
+    // which rounds differently), so the logits match it bit for bit.
+    const int64_t unit = cfg.n_vocab / kRepackRows >= shard_.tp ? kRepackRows : 1;
     for (int32_t r = 0; r < shard_.tp; ++r) {
-      auto [b, e] = even_split(cfg.n_vocab, shard_.tp, r);
-      vocab_counts_.push_back(static_cast<int32_t>(e - b));
-      if (r == shard_.tp_rank) vocab_begin_ = static_cast<int32_t>(b);
+      auto [b, e] = even_split(cfg.n_vocab / unit, shard_.tp, r);
+      const int64_t row_end = r == shard_.tp - 1 ? cfg.n_vocab : e * unit;
+      vocab_counts_.push_back(static_cast<int32_t>(row_end - b * unit));
+      if (r == shard_.tp_rank) vocab_begin_ = static_cast<int32_t>(b * unit);
     }
     const std::string out = cfg.tied_output ? "token_embd" : "output";
     output_ = Linear::load_rows(f, out, E, cfg.n_vocab, vocab_begin_,

@@ -46,16 +46,14 @@ json cases() {
   return json::parse(in)["cases"];
 }
 
-class SyntheticMatch : public ::testing::TestWithParam<int> {};
-
-TEST_P(SyntheticMatch, GreedyAndLogitsMatchLlamaCpp) {
-  const json c = cases()[GetParam()];
-  const std::string name = c["name"];
-  const std::string path = test::temp_path("synth_" + name + ".gguf");
-  write_synthetic_model(path, spec_of(c["spec"]));
+// thread_shards 1: one model, matrices split by rows over the 2 threads; -1:
+// two thread shards where the split is exact (engine.h), else the same as 1.
+void check_case(const json& c, const std::string& path, int thread_shards) {
+  const std::string name = std::string(c["name"]) + (thread_shards == 1 ? "" : " (auto thread shards)");
   EngineOptions opt;
   opt.threads = 2;
   opt.n_ctx = 256;
+  opt.thread_shards = thread_shards;
   auto e = Engine::load(path, opt);
 
   GenerateRequest r;
@@ -120,6 +118,15 @@ TEST_P(SyntheticMatch, GreedyAndLogitsMatchLlamaCpp) {
                 name.c_str(), which, agreed, c["steps"].size(), max_diff, scale);
     EXPECT_LT(max_diff, tol * std::max(1.0, scale)) << name << " " << which;
   }
+}
+
+class SyntheticMatch : public ::testing::TestWithParam<int> {};
+
+TEST_P(SyntheticMatch, GreedyAndLogitsMatchLlamaCpp) {
+  const json c = cases()[GetParam()];
+  const std::string path = test::temp_path("synth_" + std::string(c["name"]) + ".gguf");
+  write_synthetic_model(path, spec_of(c["spec"]));
+  for (int shards : {1, -1}) check_case(c, path, shards);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, SyntheticMatch, ::testing::Range(0, int(cases().size())),

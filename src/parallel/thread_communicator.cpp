@@ -3,6 +3,7 @@
 #include <immintrin.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -12,32 +13,32 @@ namespace parallama {
 
 namespace {
 
+// Elements [b, e) of every rank's buffer become their sum over the ranks, taken
+// in rank order (every rank's copy gets the same bits).
 template <class T>
-void sum_ranks(const std::vector<const void*>& slots, size_t n, void* out) {
-  // Rank order, the same on every rank: every rank gets the same bits.
-  T* o = static_cast<T*>(out);
-  const T* first = static_cast<const T*>(slots[0]);
-  for (size_t i = 0; i < n; ++i) o[i] = first[i];
-  for (size_t r = 1; r < slots.size(); ++r) {
-    const T* s = static_cast<const T*>(slots[r]);
-    for (size_t i = 0; i < n; ++i) o[i] += s[i];
+void reduce_segment(const std::vector<const void*>& slots, size_t b, size_t e) {
+  const size_t n_ranks = slots.size();
+  constexpr size_t kTile = 512;  // sums staged in L1, then written to every buffer
+  T sum[kTile];
+  for (size_t t0 = b; t0 < e; t0 += kTile) {
+    const size_t len = std::min(kTile, e - t0);
+    const T* first = static_cast<const T*>(slots[0]) + t0;
+    for (size_t i = 0; i < len; ++i) sum[i] = first[i];
+    for (size_t r = 1; r < n_ranks; ++r) {
+      const T* s = static_cast<const T*>(slots[r]) + t0;
+      for (size_t i = 0; i < len; ++i) sum[i] += s[i];
+    }
+    for (size_t r = 0; r < n_ranks; ++r)
+      std::memcpy(const_cast<T*>(static_cast<const T*>(slots[r])) + t0, sum, len * sizeof(T));
   }
-}
-
-size_t elem_bytes(CommType t) {
-  switch (t) {
-    case CommType::F32: return sizeof(float);
-    case CommType::I32: return sizeof(int32_t);
-    case CommType::F64: return sizeof(double);
-  }
-  return 0;
 }
 
 }  // namespace
 
 // One rank's view of a ThreadGroup. A collective publishes this rank's buffer in
-// its slot, waits for all ranks, reads the peers' slots, and waits again before
-// returning, so that no rank reuses its buffer while a peer still reads it.
+// its slot, waits for all ranks, reads (or writes its share of) the peers'
+// buffers, and waits again before returning, so that no rank reuses its buffer
+// while a peer still reads or writes it.
 class ThreadCommunicator final : public Communicator {
  public:
   ThreadCommunicator(ThreadGroup& g, int rank) : g_(g), rank_(rank) {}
@@ -46,18 +47,20 @@ class ThreadCommunicator final : public Communicator {
   int world_rank_of(int rank) const override { return rank; }
 
  protected:
+  // Reduce-scatter and gather in one pass: rank r sums its segment of the
+  // elements over every rank's buffer and writes the sums into all of them
+  // (segments are disjoint, so no rank writes what another reads), then waits
+  // until every segment is done. Each rank reads and writes n elements.
   void do_all_reduce_sum(void* buf, size_t n, CommType type) override {
-    const size_t bytes = n * elem_bytes(type);
-    if (tmp_.size() < bytes) tmp_.resize(bytes);
     g_.slots_[rank_] = buf;
     g_.arrive_and_wait();
+    const size_t b = n * rank_ / g_.n_, e = n * (rank_ + 1) / g_.n_;
     switch (type) {
-      case CommType::F32: sum_ranks<float>(g_.slots_, n, tmp_.data()); break;
-      case CommType::I32: sum_ranks<int32_t>(g_.slots_, n, tmp_.data()); break;
-      case CommType::F64: sum_ranks<double>(g_.slots_, n, tmp_.data()); break;
+      case CommType::F32: reduce_segment<float>(g_.slots_, b, e); break;
+      case CommType::I32: reduce_segment<int32_t>(g_.slots_, b, e); break;
+      case CommType::F64: reduce_segment<double>(g_.slots_, b, e); break;
     }
-    g_.arrive_and_wait();  // every rank has read every buffer
-    std::memcpy(buf, tmp_.data(), bytes);
+    g_.arrive_and_wait();
   }
   void do_all_gather(const void* send, size_t bytes_each, void* recv) override {
     g_.slots_[rank_] = send;
@@ -95,7 +98,6 @@ class ThreadCommunicator final : public Communicator {
  private:
   ThreadGroup& g_;
   int rank_;
-  std::vector<uint8_t> tmp_;  // the reduced values, copied into the caller's buffer last
 };
 
 ThreadGroup::ThreadGroup(int n_ranks) : n_(n_ranks) {

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Decode speed of TP and PP layouts against one rank, side by side in one run.
 
-For each layout (tp=1 with 2 threads, tp=2 with 1 thread per rank, pp=2 with
-1 thread per rank) and batch size (1 and 8 prompts), runs
+For each layout (tp=1 with 2 threads, the same as 2 thread shards, tp=2 with 1
+thread per rank, pp=2 with 1 thread per rank) and batch size (1 and 8 prompts), runs
 `parallama generate --json` several times, alternating layouts within each
 round, and reports medians: decode tok/s (all sequences together), the time of
 one decode step, and communication time per generated token.
@@ -16,7 +16,10 @@ import subprocess
 import sys
 
 # (name, tp, pp, threads per rank, extra arguments)
-LAYOUTS = [("tp=1, 2 threads", 1, 1, 2, []), ("tp=2, 1 thread/rank", 2, 1, 1, []),
+LAYOUTS = [("tp=1, 2 threads", 1, 1, 2, ["--thread-shards", "1"]),
+           # One process, the model as 2 TP shards on its 2 threads (EngineOptions::thread_shards).
+           ("tp=1, 2 thread shards", 1, 1, 2, ["--thread-shards", "2"]),
+           ("tp=2, 1 thread/rank", 2, 1, 1, []),
            ("pp=2, 1 thread/rank", 1, 2, 1, []),
            # The last stage also runs the 28.7 MiB output head: give it fewer layers.
            ("pp=2 (layers 20,10), 1 thread/rank", 1, 2, 1, ["--pp-layers", "20,10"])]
@@ -40,7 +43,8 @@ def run(binary, model, tp, pp, threads, extra, batch, tokens):
     steps = t["decode_tokens"] / batch
     return {"decode_tok_s": t["decode_tok_s"],
             "step_ms": 1e3 * t["decode_s"] / steps if steps else float("nan"),
-            "comm_ms_per_token": d.get("parallel", {}).get("comm_ms_per_token", 0.0),
+            "comm_ms_per_token": d.get("parallel", {}).get(
+                "comm_ms_per_token", 1e3 * t.get("comm_s", 0.0) / max(1, t["decode_tokens"])),
             "ranks": d.get("parallel", {}).get("ranks", [])}
 
 

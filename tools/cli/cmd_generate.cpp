@@ -110,7 +110,8 @@ int run_generate_on(const GenerateArgs& a, ParallelRun* run) {
     out["timings"] = {{"prompt_tokens", st.prompt_tokens}, {"prompt_s", st.prompt_s},
                       {"prompt_tok_s", pp}, {"decode_tokens", st.decode_tokens},
                       {"decode_s", st.decode_s}, {"decode_tok_s", tg},
-                      {"threads", engine->threads()}, {"thread_shards", engine->thread_shards()}};
+                      {"threads", engine->threads()}, {"thread_shards", engine->thread_shards()},
+                      {"comm_s", st.comm_s}};
     if (run) out["parallel"] = run->summary_json();
     std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {

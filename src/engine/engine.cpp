@@ -77,7 +77,15 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOption
     if (shards > 1) PL_THROW("thread shards (" << shards << ") cannot be combined with MPI ranks");
     shards = 1;
   } else if (shards < 0) {
-    shards = threads > 1 && LlamaModel::split_is_exact(*e->file_, cfg, threads) ? threads : 1;
+    // The most shards that divide the threads, split exactly, and need no more
+    // KV heads than the model has (more shards than KV heads cache each KV head
+    // several times over).
+    shards = 1;
+    for (int s = std::min(threads, cfg.n_head_kv); s > 1; --s)
+      if (threads % s == 0 && LlamaModel::split_is_exact(*e->file_, cfg, s)) {
+        shards = s;
+        break;
+      }
   }
   if (shards < 1 || threads % shards != 0)
     PL_THROW("thread shards must be at least 1 and divide the threads (" << threads << "), got " << shards);

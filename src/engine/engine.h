@@ -35,9 +35,11 @@ struct EngineOptions {
   // (parallel/thread_communicator.h). A decode step then needs two hand-offs
   // per layer instead of one per matrix, and each thread streams its own
   // shard's weights. 1: one model, its matrices split by rows over the
-  // threads. -1 (auto): as many shards as threads when threads > 1 and the
-  // split gives the single-shard result bit for bit
-  // (LlamaModel::split_is_exact), else 1.
+  // threads. -1 (auto): the most shards that divide the threads, are at most
+  // the model's KV heads and give the single-shard result bit for bit
+  // (LlamaModel::split_is_exact); 1 when none does. Measured on 2 cores only
+  // (docs/PERF.md); on big machines fewer shards with several threads each
+  // may do better.
   int thread_shards = -1;
 };
 

@@ -95,6 +95,10 @@ TEST(ThreadShards, ExactSplitsMatchOneThreadBitForBit) {
     expect_same_bits(run(p, 4, 2, 2), ref, what + " 2 shards x 2 threads");
     expect_same_bits(run(p, 2, 1, 1), ref, what + " 1 shard, 2 threads");
     expect_same_bits(run(p, 2, -1, 2), ref, what + " auto");
+    // Auto takes at most the 2 KV heads: 4 threads as 2 shards of 2, and 3
+    // threads (2 does not divide them) as one model.
+    expect_same_bits(run(p, 4, -1, 2), ref, what + " auto, 4 threads");
+    expect_same_bits(run(p, 3, -1, 1), ref, what + " auto, 3 threads");
   }
 }
 

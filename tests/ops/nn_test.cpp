@@ -228,7 +228,7 @@ TEST(Nn, PagedAttentionMatchesDense) {
   for (bool f16 : {false, true})
   for (int n_ctx : {1, 3, 4, 5, 13}) {
     const int n_blk = (n_ctx + bs - 1) / bs;
-    Blocks K{f16, true, bs, hd}, V{f16, false, bs, hd};
+    Blocks K{f16, true, bs, hd, {}, {}, {}, {}}, V{f16, false, bs, hd, {}, {}, {}, {}};
     for (int b = 0; b < n_blk; ++b) {
       K.add(rnd(bs * hd, 100 + b));
       V.add(rnd(bs * hd, 200 + b));
@@ -255,7 +255,7 @@ TEST(Nn, PagedAttentionLongContext) {
   for (int n_q : {1, 2, 3, 4, 5, 8, 9})  // passes of 1-4 heads: 4, 3+2, 4+4, 3+3+3
   for (int n_ctx : {1, 63, 64, 65, 200, 517}) {
     const int n_blk = (n_ctx + bs - 1) / bs;
-    Blocks K{f16, true, bs, hd}, V{f16, false, bs, hd};
+    Blocks K{f16, true, bs, hd, {}, {}, {}, {}}, V{f16, false, bs, hd, {}, {}, {}, {}};
     fill_growing(K, V, n_blk, 300, 400, 0.02f);
     auto q = rnd(n_q * hd, 11);
     std::vector<float> out(n_q * hd);
@@ -281,7 +281,7 @@ TEST(Nn, PagedAttentionIgnoresSlotsPastContext) {
   for (int n_q : {1, 3, 4})
   for (int n_ctx : {1, 17, 63, 65, 100}) {
     const int n_blk = (n_ctx + bs - 1) / bs;
-    Blocks K{f16, true, bs, hd}, V{f16, false, bs, hd};
+    Blocks K{f16, true, bs, hd, {}, {}, {}, {}}, V{f16, false, bs, hd, {}, {}, {}, {}};
     fill_growing(K, V, n_blk, 500, 600, 0.0f);
     fill_tail(K, n_ctx, 1000.0f);
     fill_tail(V, n_ctx, 1000.0f);
@@ -331,7 +331,7 @@ TEST(Nn, PartialAttentionMergesToTheWhole) {
   for (bool f16 : {false, true})
   for (int n_ctx : {1, 64, 65, 200, 517}) {
     const int n_q = 3, n_blk = (n_ctx + bs - 1) / bs;
-    Blocks K{f16, true, bs, hd}, V{f16, false, bs, hd};
+    Blocks K{f16, true, bs, hd, {}, {}, {}, {}}, V{f16, false, bs, hd, {}, {}, {}, {}};
     fill_growing(K, V, n_blk, 500, 600, 0.03f);
     PagedKv kv{K.data(), V.data(), bs, hd, f16};
     auto q = rnd(n_q * hd, 13);
@@ -358,7 +358,7 @@ TEST(Nn, PartialAttentionMergesToTheWhole) {
       ASSERT_NEAR(merged[i], whole[i], 1e-5 * (1 + std::fabs(whole[i]))) << bs << " " << f16 << " " << n_ctx << " " << i;
   }
   // Ranges must start on a chunk boundary.
-  Blocks K{false, true, 16, hd}, V{false, false, 16, hd};
+  Blocks K{false, true, 16, hd, {}, {}, {}, {}}, V{false, false, 16, hd, {}, {}, {}, {}};
   K.add(rnd(16 * hd, 1));
   V.add(rnd(16 * hd, 2));
   PagedKv kv{K.data(), V.data(), 16, hd, false};
@@ -378,7 +378,7 @@ TEST(Nn, PagedAttentionQ8_0) {
   for (int n_ctx : {1, 17, 64, 65, 200, 517}) {
     if (hd != 64 && (n_q > 3 || n_ctx > 200)) continue;  // the scalar path needs fewer cases
     const int n_blk = (n_ctx + bs - 1) / bs;
-    Q8Blocks K{true, bs, hd}, V{false, bs, hd};
+    Q8Blocks K{true, bs, hd, {}, {}, {}}, V{false, bs, hd, {}, {}, {}};
     for (int b = 0; b < n_blk; ++b) {
       auto k = rnd(bs * hd, 700 + b), v = rnd(bs * hd, 800 + b);
       for (int r = 0; r < bs; ++r)

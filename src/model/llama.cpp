@@ -28,6 +28,16 @@ std::pair<int64_t, int64_t> even_split(int64_t n, int64_t parts, int64_t i) {
   return {b, b + base + (i < extra ? 1 : 0)};
 }
 
+// Rank r's slice [f0, f1) of the MLP width under a tp-way split: whole blocks of
+// blk.0's ffn_down type where there are enough, else single columns.
+std::pair<int64_t, int64_t> ff_split(const GgufFile& f, const ModelConfig& cfg, int32_t tp, int32_t r) {
+  const GgufTensorInfo* down = f.find_tensor("blk.0.ffn_down.weight");
+  const int64_t unit = down ? std::max<int64_t>(1, type_traits(down->type).block_size) : 1;
+  const int64_t u = cfg.n_ff % unit == 0 && cfg.n_ff / unit >= tp ? unit : 1;
+  const auto [b, e] = even_split(cfg.n_ff / u, tp, r);
+  return {b * u, e * u};
+}
+
 }  // namespace
 
 LlamaModel::LlamaModel(const GgufFile& f, const ModelConfig& cfg, const ModelShard& shard, bool repack,
@@ -85,12 +95,7 @@ LlamaModel::LlamaModel(const GgufFile& f, const ModelConfig& cfg, const ModelSha
   }
 
   // MLP width split in whole blocks of ffn_down's type where possible.
-  const GgufTensorInfo* down = f.find_tensor("blk.0.ffn_down.weight");
-  const int64_t unit = down ? std::max<int64_t>(1, type_traits(down->type).block_size) : 1;
-  const int64_t ff_units = cfg.n_ff % unit == 0 && cfg.n_ff / unit >= shard_.tp ? cfg.n_ff / unit : cfg.n_ff;
-  const int64_t ff_unit = ff_units == cfg.n_ff ? 1 : unit;
-  auto [fu0, fu1] = even_split(ff_units, shard_.tp, shard_.tp_rank);
-  const int64_t f0 = fu0 * ff_unit, f1 = fu1 * ff_unit;
+  const auto [f0, f1] = ff_split(f, cfg, shard_.tp, shard_.tp_rank);
   ff_ = static_cast<int32_t>(f1 - f0);
 
   const int64_t q0 = int64_t(q_begin_) * hd, q1 = int64_t(q_begin_ + n_q_) * hd;
@@ -119,13 +124,9 @@ bool LlamaModel::split_is_exact(const GgufFile& f, const ModelConfig& cfg, int32
   if (tp <= 1) return true;
   if (tp > cfg.n_head || row_reduction_for(f) != RowReduction::kExact) return false;
   // The split points the constructor uses: query heads (attn_output's columns) and
-  // the MLP width (ffn_down's columns, in units of blk.0's block), each a
-  // multiple of every layer's block size.
-  const GgufTensorInfo* down0 = f.find_tensor("blk.0.ffn_down.weight");
-  const int64_t unit = down0 ? std::max<int64_t>(1, type_traits(down0->type).block_size) : 1;
-  if (cfg.n_ff % unit != 0 || cfg.n_ff / unit < tp) return false;
+  // the MLP width (ffn_down's columns), each a multiple of every layer's block size.
   std::vector<int64_t> ff_cuts;
-  for (int32_t r = 0; r < tp; ++r) ff_cuts.push_back(even_split(cfg.n_ff / unit, tp, r).second * unit);
+  for (int32_t r = 0; r < tp; ++r) ff_cuts.push_back(ff_split(f, cfg, tp, r).second);
   for (int32_t il = 0; il < cfg.n_layer; ++il) {
     const std::string b = "blk." + std::to_string(il) + ".";
     const GgufTensorInfo* wo = f.find_tensor(b + "attn_output.weight");
@@ -306,9 +307,7 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
 
   // RoPE on q and k, then store k and v of every token in its cache slot
   // (rounded to f16 for an f16 cache, as ggml's F16 conversion does).
-  const GgmlType kv_elem = kv.type() == KvType::kF16    ? GgmlType::F16
-                           : kv.type() == KvType::kQ8_0 ? GgmlType::Q8_0
-                                                        : GgmlType::F32;
+  const GgmlType kv_elem = kv.row_type();
   grow(kv_rows_, static_cast<size_t>(2 * hd));  // one K and one V row in the cache type (<= f32)
   uint8_t* krow = reinterpret_cast<uint8_t*>(kv_rows_.data());
   uint8_t* vrow = krow + kv.row_bytes();

@@ -53,30 +53,20 @@ KvType parse_kv_type(const std::string& s) {
   PL_THROW("unknown KV cache type '" << s << "' (expected f16, f32 or q8_0)");
 }
 
-size_t KvCache::block_bytes() const {
-  const size_t n = static_cast<size_t>(shape_.block_size) * shape_.head_dim;
+GgmlType KvCache::row_type() const {
   switch (shape_.type) {
-    case KvType::kF32: return 4 * n;
-    case KvType::kF16: return 2 * n;
-    case KvType::kQ8_0: return n + n / 32 * 2;  // int8 values, then one f16 scale per 32
+    case KvType::kF32: return GgmlType::F32;
+    case KvType::kF16: return GgmlType::F16;
+    case KvType::kQ8_0: return GgmlType::Q8_0;
   }
-  return 0;
-}
-
-size_t KvCache::row_bytes() const {
-  const size_t hd = static_cast<size_t>(shape_.head_dim);
-  switch (shape_.type) {
-    case KvType::kF32: return 4 * hd;
-    case KvType::kF16: return 2 * hd;
-    case KvType::kQ8_0: return hd / 32 * 34;  // GGUF Q8_0 blocks: f16 scale, 32 int8
-  }
-  return 0;
+  return GgmlType::F32;
 }
 
 KvCache::KvCache(const KvCacheShape& s) : shape_(s), alloc_(s.n_blocks) {
   PL_CHECK(s.n_layers > 0 && s.block_size > 0 && s.n_kv_heads > 0 && s.head_dim > 0);
   if (s.type == KvType::kQ8_0 && s.head_dim % 32 != 0)
     PL_THROW("a q8_0 KV cache needs head_dim a multiple of 32 (got " << s.head_dim << "); use --kv-type f16");
+  row_bytes_ = row_size(row_type(), s.head_dim);
   const size_t n = static_cast<size_t>(s.n_layers) * s.n_blocks * s.n_kv_heads * block_bytes();
   bytes_per_tensor_ = n;
   // Touched now (prefault), so a shortage of memory shows at start-up.
@@ -111,7 +101,7 @@ void KvCache::store(int32_t layer, int32_t block, int32_t head, int32_t slot, co
     }
     return;
   }
-  const size_t eb = shape_.type == KvType::kF16 ? 2 : 4;
+  const size_t eb = row_bytes_ / hd;  // f32 or f16 value
   for (size_t d = 0; d < hd; ++d) std::memcpy(kb + (d * bs + slot) * eb, ks + d * eb, eb);
   std::memcpy(v(layer, block, head) + slot * hd * eb, v_row, hd * eb);
 }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/ggml_type.h"
 #include "core/huge_region.h"
 
 namespace parallama {
@@ -74,11 +75,13 @@ class KvCache {
   int32_t block_size() const { return shape_.block_size; }
 
   KvType type() const { return shape_.type; }
-  // Bytes of one block of one head, K or V (block layouts: PagedKv in ops/nn.h).
-  size_t block_bytes() const;
-  // Bytes of one K or V row of head_dim values as store() takes it: f32, f16, or
-  // GGUF Q8_0 blocks (34 bytes per 32 values).
-  size_t row_bytes() const;
+  // The GGUF type of a K or V row as store() takes it: F32, F16 or Q8_0.
+  GgmlType row_type() const;
+  // Bytes of one such row of head_dim values (Q8_0: 34 bytes per 32 values).
+  size_t row_bytes() const { return row_bytes_; }
+  // Bytes of one block of one head, K or V: block_size rows' worth in every type
+  // (block layouts: PagedKv in ops/nn.h).
+  size_t block_bytes() const { return row_bytes_ * static_cast<size_t>(shape_.block_size); }
 
   // Writes position `slot` of a block for one head: k_row and v_row hold head_dim
   // values already in type() (row_bytes() each), laid out into the block as
@@ -111,6 +114,7 @@ class KvCache {
   KvCacheShape shape_;
   BlockAllocator alloc_;
   size_t bytes_per_tensor_ = 0;
+  size_t row_bytes_ = 0;  // row_size(row_type(), head_dim), read per block pointer
   HugeRegion k_;  // [n_layers, n_kv_heads, n_blocks, block_size * head_dim] of type(), zeroed
   HugeRegion v_;  // same
 };

@@ -30,14 +30,23 @@ using nlohmann::json;
 namespace {
 
 constexpr float kNearTie = 0.5f;
+// A Q8_0 KV cache rounds every K and V value to 8 bits as well, so a last-bit
+// difference upstream can move a cached value by a whole step. Measured against
+// the Q8_0 fixture (teacher-forced, 448 steps): mean |dlogit| 0.20 and max 1.00
+// on the AVX2 path, 0.20 and 0.92 on the scalar one (f16 cache: 0.17 / 0.67 and
+// 0.16 / 0.96); the AVX2 path flips a step of llama.cpp margin 0.618 where its
+// own margin is 0.001. Margins under 1.0 are near-ties for that cache.
+constexpr float kNearTieQ8Cache = 1.0f;
 
 struct Fixture {
   json cases;
   std::unique_ptr<Engine> engine;
+  float near_tie = kNearTie;
 };
 
 Fixture* load_fixture(const char* file, KvType kv_type) {
   auto* fx = new Fixture();
+  fx->near_tie = kv_type == KvType::kQ8_0 ? kNearTieQ8Cache : kNearTie;
   const std::string model = test::default_model_path();
   if (model.empty()) return fx;
   std::ifstream in(test::fixture_path(std::string("model/") + file));
@@ -69,7 +78,7 @@ Fixture* load_kv_q8_0() {
   } while (0)
 
 // Number of steps that agree; fails the test if a disagreement is not a near-tie.
-int compare_greedy(const json& c, const std::vector<int32_t>& got) {
+int compare_greedy(const json& c, const std::vector<int32_t>& got, float near_tie) {
   const json& steps = c["steps"];
   int agreed = 0;
   for (size_t i = 0; i < steps.size(); ++i) {
@@ -80,7 +89,7 @@ int compare_greedy(const json& c, const std::vector<int32_t>& got) {
       break;
     }
     if (got[i] != want) {
-      EXPECT_LT(margin, kNearTie) << c["name"] << ": step " << i << " got " << got[i]
+      EXPECT_LT(margin, near_tie) << c["name"] << ": step " << i << " got " << got[i]
                                   << ", llama.cpp " << want << " with margin " << margin;
       break;
     }
@@ -114,7 +123,7 @@ void greedy_one_by_one(Fixture* fx, const char* label) {
   int total = 0, agreed = 0;
   for (const json& c : fx->cases) {
     auto res = fx->engine->generate({greedy_request(c)});
-    agreed += compare_greedy(c, res[0].tokens);
+    agreed += compare_greedy(c, res[0].tokens, fx->near_tie);
     total += static_cast<int>(c["steps"].size());
   }
   std::printf("%s: agreed on %d of %d greedy steps (the rest follow a near-tie)\n", label, agreed, total);
@@ -149,7 +158,7 @@ void teacher_forced_argmax(Fixture* fx) {
           std::max_element(logits.begin(), logits.begin() + V) - logits.begin());
       const int32_t want = c["steps"][i]["token"];
       const float margin = c["steps"][i]["margin"];
-      if (margin < kNearTie) {
+      if (margin < fx->near_tie) {
         ++exempt;
       } else {
         EXPECT_EQ(got, want) << c["name"] << " step " << i << " (llama.cpp margin " << margin << ")";
@@ -192,7 +201,7 @@ TEST(LlamaCppMatch, GreedyContinuationsAsOneBatch) {
   for (const json& c : fx->cases) reqs.push_back(greedy_request(c));
   auto res = fx->engine->generate(reqs);
   ASSERT_EQ(res.size(), fx->cases.size());
-  for (size_t i = 0; i < res.size(); ++i) compare_greedy(fx->cases[i], res[i].tokens);
+  for (size_t i = 0; i < res.size(); ++i) compare_greedy(fx->cases[i], res[i].tokens, fx->near_tie);
 }
 
 // First-step logits over the whole vocabulary, within the noise floor

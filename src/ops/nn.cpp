@@ -16,6 +16,7 @@ namespace parallama {
   void attend_range(const float*, int32_t, const PagedKv&, int32_t, int32_t, float, float*, float*, float*); \
   }
 NN_DECLARE(nn_generic)
+NN_DECLARE(nn_avx2)
 NN_DECLARE(nn_avx512)
 NN_DECLARE(nn_avx512vnni)
 #undef NN_DECLARE
@@ -36,6 +37,8 @@ const NnTable& table() {
                     nn_avx512vnni::attend_range}
       : active_cpu_isa() >= CpuIsa::AVX512
           ? NnTable{nn_avx512::rms_norm, nn_avx512::silu_mul, nn_avx512::add_inplace, nn_avx512::attend_range}
+      : active_cpu_isa() >= CpuIsa::AVX2
+          ? NnTable{nn_avx2::rms_norm, nn_avx2::silu_mul, nn_avx2::add_inplace, nn_avx2::attend_range}
           : NnTable{nn_generic::rms_norm, nn_generic::silu_mul, nn_generic::add_inplace, nn_generic::attend_range};
   return t;
 }

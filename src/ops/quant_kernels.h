@@ -62,6 +62,7 @@ void fill_ref_kernels(KernelTable& k);
 void fill_avx2_kernels(KernelTable& k);
 void fill_avx512_kernels(KernelTable& k);
 void fill_avx512vnni_kernels(KernelTable& k);
+void fill_x16_avx2_kernels(KernelTable& k);
 void fill_x16_avx512_kernels(KernelTable& k);
 void fill_x16_avx512vnni_kernels(KernelTable& k);
 

@@ -240,6 +240,89 @@ void gemm_float(const GemmArgs& g, int64_t r0, int64_t r1) {
   }
 }
 #else
+// ---- float-weight GEMM in 8 lanes: tiles of up to 2 weight rows x 2 tokens. Each
+// (row, token) sum has two accumulators (even and odd 8-element vectors), in the
+// same order whatever the tile, so a single token (decode) gets the bits it gets
+// inside a prompt batch; two chains per row also hide the FMA latency that one
+// chain per row would be bound by in decode.
+enum FloatW { kWF32, kWF16, kWBF16 };
+
+template <int WT>
+inline __m256 load_w8(const void* p, int64_t i) {
+  if constexpr (WT == kWF32) {
+    return _mm256_loadu_ps(static_cast<const float*>(p) + i);
+  } else {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
+    if constexpr (WT == kWF16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+}
+
+template <int WT, int NR, int NT>
+void ftile8(const uint8_t* const* w, const float* const* x, int64_t n, float* const* y) {
+  __m256 a0[NR][NT], a1[NR][NT];
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) a0[r][t] = a1[r][t] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m256 w0[NR], w1[NR];
+    for (int r = 0; r < NR; ++r) w0[r] = load_w8<WT>(w[r], i), w1[r] = load_w8<WT>(w[r], i + 8);
+    for (int t = 0; t < NT; ++t) {
+      const __m256 x0 = _mm256_loadu_ps(x[t] + i), x1 = _mm256_loadu_ps(x[t] + i + 8);
+      for (int r = 0; r < NR; ++r) {
+        a0[r][t] = _mm256_fmadd_ps(w0[r], x0, a0[r][t]);
+        a1[r][t] = _mm256_fmadd_ps(w1[r], x1, a1[r][t]);
+      }
+    }
+  }
+  if (i + 8 <= n) {
+    for (int r = 0; r < NR; ++r)
+      for (int t = 0; t < NT; ++t)
+        a0[r][t] = _mm256_fmadd_ps(load_w8<WT>(w[r], i), _mm256_loadu_ps(x[t] + i), a0[r][t]);
+    i += 8;
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) {
+      float s = hsum(_mm256_add_ps(a0[r][t], a1[r][t]));
+      for (int64_t j = i; j < n; ++j) {  // fewer than 8 left
+        float wj;
+        if constexpr (WT == kWF32) wj = reinterpret_cast<const float*>(w[r])[j];
+        else if constexpr (WT == kWF16) wj = h2f(reinterpret_cast<const uint16_t*>(w[r])[j]);
+        else {
+          const uint32_t bits = static_cast<uint32_t>(reinterpret_cast<const uint16_t*>(w[r])[j]) << 16;
+          std::memcpy(&wj, &bits, 4);
+        }
+        s += wj * x[t][j];
+      }
+      y[t][r] = s;
+    }
+}
+
+template <int WT>
+void gemm_float(const GemmArgs& g, int64_t r0, int64_t r1) {
+  // Rows in spans of about 32 KiB of weights that stay in L1/L2 while every
+  // token pair passes over them; decode-sized batches take all rows as one span.
+  const int64_t span = g.n_tok <= 2 ? r1 - r0 : std::max<int64_t>(2, (32 << 10) / static_cast<int64_t>(g.w_stride) / 2 * 2);
+  for (int64_t s0 = r0; s0 < r1; s0 += span) {
+    const int64_t s1 = std::min(r1, s0 + span);
+    for (int64_t t0 = 0; t0 < g.n_tok; t0 += 2) {
+      const int nt = static_cast<int>(std::min<int64_t>(2, g.n_tok - t0));
+      const float* x[2];
+      for (int t = 0; t < nt; ++t) x[t] = reinterpret_cast<const float*>(g.act + (t0 + t) * g.act_stride);
+      for (int64_t r = s0; r < s1; r += 2) {
+        const int nr = static_cast<int>(std::min<int64_t>(2, s1 - r));
+        const uint8_t* w[2] = {g.w + r * g.w_stride, g.w + (r + nr - 1) * g.w_stride};
+        float* y[2];
+        for (int t = 0; t < nt; ++t) y[t] = g.y + (t0 + t) * g.y_stride + r;
+        if (nr == 2 && nt == 2) ftile8<WT, 2, 2>(w, x, g.n_cols, y);
+        else if (nr == 2) ftile8<WT, 2, 1>(w, x, g.n_cols, y);
+        else if (nt == 2) ftile8<WT, 1, 2>(w, x, g.n_cols, y);
+        else ftile8<WT, 1, 1>(w, x, g.n_cols, y);
+      }
+    }
+  }
+}
+
 float dot_f32(int64_t n, const void* vw, const void* va) {
   const float* w = static_cast<const float*>(vw);
   const float* a = static_cast<const float*>(va);
@@ -956,10 +1039,10 @@ inline void fill_simd_kernels(KernelTable& k) {
   k.t[SLOT_Q8_K] = {q_q8_k, dq_q8_k, nullptr};
 #if PL_SIMD_512
   k.t[SLOT_Q4_1].gemm_rows = gemm_q4_1;
+#endif
   k.t[SLOT_F32].gemm_rows = gemm_float<kWF32>;
   k.t[SLOT_F16].gemm_rows = gemm_float<kWF16>;
   k.t[SLOT_BF16].gemm_rows = gemm_float<kWBF16>;
-#endif
 }
 
 }  // namespace parallama::PL_SIMD_NS

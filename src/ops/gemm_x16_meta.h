@@ -9,10 +9,10 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <vector>
 
 #include "core/fp16.h"
 #include "ops/quant_blocks.h"
+#include "ops/scratch.h"
 
 namespace parallama::x16 {
 namespace {
@@ -23,13 +23,18 @@ enum Kind { kQ4_0, kQ4_1, kQ8_0 };
 // and (Q4_1) the s term. [kMaxTok][nb] each.
 constexpr int kMaxTok = 4;
 struct ActMeta {
-  std::vector<float> d, s;
-  std::vector<int32_t> corr;
+  float* d = nullptr;
+  float* s = nullptr;
+  int32_t* corr = nullptr;
   int64_t nb = 0;
   void resize(int64_t n) {
     nb = n;
-    if (static_cast<int64_t>(d.size()) < kMaxTok * n) d.resize(kMaxTok * n), s.resize(kMaxTok * n), corr.resize(kMaxTok * n);
+    const size_t len = static_cast<size_t>(kMaxTok * n);
+    d = d_buf.f32(len), s = s_buf.f32(len), corr = corr_buf.i32(len);
   }
+
+ private:
+  ScratchBuf d_buf, s_buf, corr_buf;
 };
 
 inline int32_t block_sum(const int8_t* q) {
@@ -42,9 +47,9 @@ inline int32_t block_sum(const int8_t* q) {
 
 template <int K>
 void fill_meta(ActMeta& m, int t, const uint8_t* act_row) {
-  float* d = m.d.data() + t * m.nb;
-  float* s = m.s.data() + t * m.nb;
-  int32_t* corr = m.corr.data() + t * m.nb;
+  float* d = m.d + t * m.nb;
+  float* s = m.s + t * m.nb;
+  int32_t* corr = m.corr + t * m.nb;
   for (int64_t b = 0; b < m.nb; ++b) {
     if constexpr (K == kQ4_1) {
       const BlockQ8_1& a = reinterpret_cast<const BlockQ8_1*>(act_row)[b];

@@ -24,12 +24,12 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
-#include <vector>
 
 #include "ops/gemm_x16_driver.h"
 #include "ops/quant_blocks.h"
 #include "ops/quant_kernels.h"
 #include "ops/repack_q4k.h"
+#include "ops/scratch.h"
 
 namespace parallama::PL_X16K_NS {
 namespace {
@@ -62,19 +62,23 @@ inline __m512i bcast4(const int8_t* p) {
 // Activation super-block data for a tile of tokens, [kMaxTok][nb] each:
 // d, and per sub-block pair p the int16 pair (sum of sub-block 2p, sum of 2p+1).
 struct ActMetaK {
-  std::vector<float> d;
-  std::vector<int32_t> pair_sums;  // [kMaxTok][nb][4]
+  float* d = nullptr;
+  int32_t* pair_sums = nullptr;  // [kMaxTok][nb][4]
   int64_t nb = 0;
   void resize(int64_t n) {
     nb = n;
-    if (static_cast<int64_t>(d.size()) < kMaxTok * n) d.resize(kMaxTok * n), pair_sums.resize(4 * kMaxTok * n);
+    d = d_buf.f32(static_cast<size_t>(kMaxTok * n));
+    pair_sums = ps_buf.i32(static_cast<size_t>(4 * kMaxTok * n));
   }
+
+ private:
+  ScratchBuf d_buf, ps_buf;
 };
 
 void fill_meta(ActMetaK& m, int t, const uint8_t* act_row) {
   const BlockQ8_K* a = reinterpret_cast<const BlockQ8_K*>(act_row);
-  float* d = m.d.data() + t * m.nb;
-  int32_t* ps = m.pair_sums.data() + 4 * t * m.nb;
+  float* d = m.d + t * m.nb;
+  int32_t* ps = m.pair_sums + 4 * t * m.nb;
   for (int64_t b = 0; b < m.nb; ++b) {
     d[b] = a[b].d;
     const int16_t* bs = a[b].bsums;
@@ -137,7 +141,7 @@ void tile(const uint8_t* gw, const ActMetaK& m, const uint8_t* const* act, float
     __m512i sumi[NT], summ[NT];
     const int8_t* aq[NT];
     for (int t = 0; t < NT; ++t) {
-      const int32_t* ps = m.pair_sums.data() + 4 * (t * nb + b);
+      const int32_t* ps = m.pair_sums + 4 * (t * nb + b);
       __m512i s = _mm512_madd_epi16(mp[0], _mm512_set1_epi32(ps[0]));
       s = dot2w(s, mp[1], _mm512_set1_epi32(ps[1]));
       s = dot2w(s, mp[2], _mm512_set1_epi32(ps[2]));

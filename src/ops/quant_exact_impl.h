@@ -15,10 +15,10 @@
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
-#include <vector>
 
 #include "ops/quant_blocks.h"
 #include "ops/quant_exact.h"
+#include "ops/scratch.h"
 #if PL_EXACT_512
 #include "ops/simd512_loads.h"
 #endif
@@ -123,9 +123,9 @@ void act_scales(const A* a, int64_t nb, float* ad, float* as) {
 
 constexpr int64_t kChunk = 16;  // blocks whose scales are prepared together
 
-std::vector<float>& scale_scratch() {
-  thread_local std::vector<float> v;
-  return v;
+float* scale_scratch(size_t n) {
+  thread_local ScratchBuf v;
+  return v.f32(n);
 }
 
 #if PL_EXACT_512
@@ -209,10 +209,9 @@ void gemm_blk(int64_t n, const uint8_t* w, size_t w_stride, int64_t n_rows, cons
               int64_t n_tok, double* y, int64_t y_stride) {
   using A = typename T::A;
   const int64_t nb = n / QK;
-  std::vector<float>& buf = scale_scratch();
-  if (buf.size() < static_cast<size_t>(2 * nb * n_tok)) buf.resize(2 * nb * n_tok);
+  float* buf = scale_scratch(static_cast<size_t>(2 * nb * n_tok));
   for (int64_t t = 0; t < n_tok; ++t)
-    act_scales(reinterpret_cast<const A*>(act + t * act_stride), nb, buf.data() + 2 * nb * t, buf.data() + 2 * nb * t + nb);
+    act_scales(reinterpret_cast<const A*>(act + t * act_stride), nb, buf + 2 * nb * t, buf + 2 * nb * t + nb);
   // One token (decode): a row at a time measured faster than 4-row tiles.
   const int64_t row_tile = n_tok == 1 ? 1 : 4;
   for (int64_t r0 = 0; r0 < n_rows; r0 += row_tile) {
@@ -226,7 +225,7 @@ void gemm_blk(int64_t n, const uint8_t* w, size_t w_stride, int64_t n_rows, cons
       double* yt[2];
       for (int t = 0; t < nt; ++t) {
         a[t] = reinterpret_cast<const A*>(act + (t0 + t) * act_stride);
-        ad[t] = buf.data() + 2 * nb * (t0 + t);
+        ad[t] = buf + 2 * nb * (t0 + t);
         as[t] = ad[t] + nb;
         yt[t] = y + (t0 + t) * y_stride + r0;
       }
@@ -270,12 +269,11 @@ template <class T>
 void rows_blk(int64_t n, const uint8_t* w, size_t w_stride, int64_t n_rows, const void* act, double* y) {
   using A = typename T::A;
   const int64_t nb = n / QK;
-  std::vector<float>& buf = scale_scratch();
-  if (buf.size() < static_cast<size_t>(2 * nb)) buf.resize(2 * nb);
+  float* buf = scale_scratch(static_cast<size_t>(2 * nb));
   const A* a = static_cast<const A*>(act);
-  act_scales(a, nb, buf.data(), buf.data() + nb);
+  act_scales(a, nb, buf, buf + nb);
   for (int64_t r = 0; r < n_rows; ++r)
-    y[r] = row_exact<T>(reinterpret_cast<const typename T::W*>(w + r * w_stride), a, nb, buf.data(), buf.data() + nb);
+    y[r] = row_exact<T>(reinterpret_cast<const typename T::W*>(w + r * w_stride), a, nb, buf, buf + nb);
 }
 #endif
 

@@ -13,10 +13,10 @@
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "ops/quant_blocks.h"
 #include "ops/quant_kernels.h"
+#include "ops/scratch.h"
 #if PL_SIMD_512
 #include "ops/simd512_loads.h"
 #endif
@@ -872,10 +872,8 @@ constexpr int kPfGroups = 2;
 void gemv_rows_q4_1(const GemmArgs& g, int64_t r0, int64_t r1) {
   const int64_t nb = g.n_cols / QK;
   const int64_t ndx = (nb + 1) / 2 * 16;
-  thread_local std::vector<float> buf;
-  const size_t need = static_cast<size_t>(ndx + 5 * nb);
-  if (buf.size() < need) buf.resize(need);
-  float* adx = buf.data();
+  thread_local ScratchBuf buf;
+  float* adx = buf.f32(static_cast<size_t>(ndx + 5 * nb));
   float* as = adx + ndx;
   float* m = as + nb;
   const BlockQ8_1* a = reinterpret_cast<const BlockQ8_1*>(g.act);
@@ -907,10 +905,8 @@ void gemm_q4_1(const GemmArgs& g, int64_t r0, int64_t r1) {
   const int64_t nb = g.n_cols / QK;
   const int64_t ndx = (nb + 1) / 2 * 16;  // expanded floats per row
   const int64_t n_rows = r1 - r0;
-  thread_local std::vector<float> buf;
-  const size_t need = static_cast<size_t>((n_rows + 4) * (ndx + nb));
-  if (buf.size() < need) buf.resize(need);
-  float* wdx = buf.data();
+  thread_local ScratchBuf buf;
+  float* wdx = buf.f32(static_cast<size_t>((n_rows + 4) * (ndx + nb)));
   float* wm = wdx + n_rows * ndx;
   float* adx = wm + n_rows * nb;
   float* as = adx + 4 * ndx;

@@ -29,10 +29,12 @@
 #include "ops/quant_blocks.h"
 #include "ops/quant_kernels.h"
 #include "ops/repack_q4k.h"
-#include "ops/scratch.h"
+#include "ops/gemm_x16_q4k_meta.h"
 
 namespace parallama::PL_X16K_NS {
 namespace {
+
+using namespace x16k;
 
 constexpr int kMaxTok = 4;
 constexpr size_t kGB = kQ4KGroupBlockBytes;  // bytes of one super-block of a group
@@ -57,38 +59,6 @@ inline __m512i bcast4(const int8_t* p) {
   int v;
   std::memcpy(&v, p, 4);
   return _mm512_set1_epi32(v);
-}
-
-// Activation super-block data for a tile of tokens, [kMaxTok][nb] each:
-// d, and per sub-block pair p the int16 pair (sum of sub-block 2p, sum of 2p+1).
-struct ActMetaK {
-  float* d = nullptr;
-  int32_t* pair_sums = nullptr;  // [kMaxTok][nb][4]
-  int64_t nb = 0;
-  void resize(int64_t n) {
-    nb = n;
-    d = d_buf.f32(static_cast<size_t>(kMaxTok * n));
-    pair_sums = ps_buf.i32(static_cast<size_t>(4 * kMaxTok * n));
-  }
-
- private:
-  ScratchBuf d_buf, ps_buf;
-};
-
-void fill_meta(ActMetaK& m, int t, const uint8_t* act_row) {
-  const BlockQ8_K* a = reinterpret_cast<const BlockQ8_K*>(act_row);
-  float* d = m.d + t * m.nb;
-  int32_t* ps = m.pair_sums + 4 * t * m.nb;
-  for (int64_t b = 0; b < m.nb; ++b) {
-    d[b] = a[b].d;
-    const int16_t* bs = a[b].bsums;
-    for (int p = 0; p < 4; ++p) {
-      // |sub-block sum| <= 32 * 128: fits int16.
-      const uint32_t s0 = static_cast<uint16_t>(bs[4 * p] + bs[4 * p + 1]);
-      const uint32_t s1 = static_cast<uint16_t>(bs[4 * p + 2] + bs[4 * p + 3]);
-      ps[4 * b + p] = static_cast<int32_t>(s0 | s1 << 16);
-    }
-  }
 }
 
 // The two 64-byte value vectors of a 96-byte 6-bit code (repack_q4k.h).

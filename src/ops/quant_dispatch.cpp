@@ -48,7 +48,7 @@ const KernelTable& kernel_table(CpuIsa isa) {
     const int best = static_cast<int>(detected_cpu_isa());
     for (int i = 0; i < 4; ++i) {
       fill_ref_kernels(t[i]);
-      if (i >= 1 && best >= 1) fill_avx2_kernels(t[i]), fill_x16_avx2_kernels(t[i]);
+      if (i >= 1 && best >= 1) fill_avx2_kernels(t[i]), fill_x16_avx2_kernels(t[i]), fill_x16_q4k_avx2_kernels(t[i]);
       if (i >= 2 && best >= 2) fill_avx512_kernels(t[i]), fill_x16_avx512_kernels(t[i]);
       if (i >= 3 && best >= 3)
         fill_avx512vnni_kernels(t[i]), fill_x16_avx512vnni_kernels(t[i]), fill_x16_q4k_avx512vnni_kernels(t[i]);

@@ -258,6 +258,20 @@ inline __m256 load_w8(const void* p, int64_t i) {
   }
 }
 
+template <int WT>
+inline float w_at(const void* p, int64_t j) {
+  if constexpr (WT == kWF32) {
+    return static_cast<const float*>(p)[j];
+  } else if constexpr (WT == kWF16) {
+    return h2f(static_cast<const uint16_t*>(p)[j]);
+  } else {
+    const uint32_t bits = static_cast<uint32_t>(static_cast<const uint16_t*>(p)[j]) << 16;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+  }
+}
+
 template <int WT, int NR, int NT>
 void ftile8(const uint8_t* const* w, const float* const* x, int64_t n, float* const* y) {
   __m256 a0[NR][NT], a1[NR][NT];
@@ -284,29 +298,55 @@ void ftile8(const uint8_t* const* w, const float* const* x, int64_t n, float* co
   for (int r = 0; r < NR; ++r)
     for (int t = 0; t < NT; ++t) {
       float s = hsum(_mm256_add_ps(a0[r][t], a1[r][t]));
-      for (int64_t j = i; j < n; ++j) {  // fewer than 8 left
-        float wj;
-        if constexpr (WT == kWF32) wj = reinterpret_cast<const float*>(w[r])[j];
-        else if constexpr (WT == kWF16) wj = h2f(reinterpret_cast<const uint16_t*>(w[r])[j]);
-        else {
-          const uint32_t bits = static_cast<uint32_t>(reinterpret_cast<const uint16_t*>(w[r])[j]) << 16;
-          std::memcpy(&wj, &bits, 4);
-        }
-        s += wj * x[t][j];
-      }
+      for (int64_t j = i; j < n; ++j) s += w_at<WT>(w[r], j) * x[t][j];  // fewer than 8 left
       y[t][r] = s;
     }
 }
 
+// The prompt tile: 4 rows x 3 tokens, the same sums as ftile8 bit for bit. Both
+// chains of all 12 (row, token) sums would need 24 registers, so the chunks of the
+// even chain (a0 in ftile8) are summed in a first pass over the row and those of the
+// odd chain in a second, each pass holding 12 accumulators, 3 token vectors and one
+// converted weight vector: 7 loads per 12 FMAs, against 12 per 8 in the 2x2 tile.
 template <int WT>
-void gemm_float(const GemmArgs& g, int64_t r0, int64_t r1) {
-  // Rows in spans of about 32 KiB of weights that stay in L1/L2 while every
-  // token pair passes over them; decode-sized batches take all rows as one span.
-  const int64_t span = g.n_tok <= 2 ? r1 - r0 : std::max<int64_t>(2, (32 << 10) / static_cast<int64_t>(g.w_stride) / 2 * 2);
+void ftile8_4x3(const uint8_t* const* w, const float* const* x, int64_t n, float* const* y) {
+  constexpr int R = 4, T = 3;
+  __m256 even[R][T];
+  for (int pass = 0; pass < 2; ++pass) {
+    __m256 a[R][T];
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) a[r][t] = _mm256_setzero_ps();
+    for (int64_t i = 8 * pass; i + 8 <= n; i += 16) {
+      const __m256 x0 = _mm256_loadu_ps(x[0] + i), x1 = _mm256_loadu_ps(x[1] + i), x2 = _mm256_loadu_ps(x[2] + i);
+      for (int r = 0; r < R; ++r) {
+        const __m256 wv = load_w8<WT>(w[r], i);
+        a[r][0] = _mm256_fmadd_ps(wv, x0, a[r][0]);
+        a[r][1] = _mm256_fmadd_ps(wv, x1, a[r][1]);
+        a[r][2] = _mm256_fmadd_ps(wv, x2, a[r][2]);
+      }
+    }
+    if (pass == 0) {
+      for (int r = 0; r < R; ++r)
+        for (int t = 0; t < T; ++t) even[r][t] = a[r][t];
+      continue;
+    }
+    const int64_t tail = n / 8 * 8;
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) {
+        float s = hsum(_mm256_add_ps(even[r][t], a[r][t]));
+        for (int64_t j = tail; j < n; ++j) s += w_at<WT>(w[r], j) * x[t][j];
+        y[t][r] = s;
+      }
+  }
+}
+
+// Rows [r0, r1) x tokens [ta, tb) in 2x2 tiles.
+template <int WT>
+void gemm_float_pairs(const GemmArgs& g, int64_t r0, int64_t r1, int64_t ta, int64_t tb, int64_t span) {
   for (int64_t s0 = r0; s0 < r1; s0 += span) {
     const int64_t s1 = std::min(r1, s0 + span);
-    for (int64_t t0 = 0; t0 < g.n_tok; t0 += 2) {
-      const int nt = static_cast<int>(std::min<int64_t>(2, g.n_tok - t0));
+    for (int64_t t0 = ta; t0 < tb; t0 += 2) {
+      const int nt = static_cast<int>(std::min<int64_t>(2, tb - t0));
       const float* x[2];
       for (int t = 0; t < nt; ++t) x[t] = reinterpret_cast<const float*>(g.act + (t0 + t) * g.act_stride);
       for (int64_t r = s0; r < s1; r += 2) {
@@ -321,6 +361,40 @@ void gemm_float(const GemmArgs& g, int64_t r0, int64_t r1) {
       }
     }
   }
+}
+
+template <int WT>
+void gemm_float(const GemmArgs& g, int64_t r0, int64_t r1) {
+  // Rows in spans of about 32 KiB of weights that stay in L1/L2 while every
+  // token tile passes over them; decode-sized batches take all rows as one span.
+  const int64_t span = g.n_tok <= 2 ? r1 - r0 : std::max<int64_t>(4, (32 << 10) / static_cast<int64_t>(g.w_stride) / 4 * 4);
+  int64_t t_done = 0;
+  if (g.n_tok >= 3) {
+    // Prompt batches: 4x3 tiles over whole token triples and row quads; the edges
+    // below take the 2x2 tiles, whose sums are the same bits.
+    t_done = g.n_tok / 3 * 3;
+    const int64_t r_quads = r0 + (r1 - r0) / 4 * 4;
+    for (int64_t s0 = r0; s0 < r_quads; s0 += span) {
+      const int64_t s1 = std::min(r_quads, s0 + span);
+      for (int64_t t0 = 0; t0 < t_done; t0 += 3) {
+        const float* x[3];
+        float* y[3];
+        for (int t = 0; t < 3; ++t) x[t] = reinterpret_cast<const float*>(g.act + (t0 + t) * g.act_stride);
+        for (int64_t r = s0; r < s1; r += 4) {
+          const uint8_t* w[4];
+          for (int i = 0; i < 4; ++i) w[i] = g.w + (r + i) * g.w_stride;
+          for (int t = 0; t < 3; ++t) y[t] = g.y + (t0 + t) * g.y_stride + r;
+          ftile8_4x3<WT>(w, x, g.n_cols, y);
+        }
+      }
+    }
+    if (r_quads < r1) {  // leftover rows, all tokens
+      gemm_float_pairs<WT>(g, r_quads, r1, 0, g.n_tok, span);
+    }
+    if (r_quads > r0) gemm_float_pairs<WT>(g, r0, r_quads, t_done, g.n_tok, span);
+    return;
+  }
+  gemm_float_pairs<WT>(g, r0, r1, 0, g.n_tok, span);
 }
 
 float dot_f32(int64_t n, const void* vw, const void* va) {

@@ -41,7 +41,9 @@ int64_t repack_x16_q4_k(const void* src, int64_t n_rows, int64_t n_cols, void* d
 // Row r (< packed rows) of an x16 Q4_K matrix back to GGUF order (row_size bytes).
 void unpack_x16_row_q4_k(const void* packed, int64_t n_cols, int64_t r, void* dst_row);
 
-// Sets t[SLOT_Q4_K].gemm_x16 to the AVX-512 VNNI kernel (CPU support is the caller's check).
+// Set t[SLOT_Q4_K].gemm_x16 to the AVX-512 VNNI or the AVX2 kernel (CPU support is
+// the caller's check).
 void fill_x16_q4k_avx512vnni_kernels(KernelTable& k);
+void fill_x16_q4k_avx2_kernels(KernelTable& k);
 
 }  // namespace parallama

@@ -2,6 +2,7 @@
 // accumulation) matches the scalar reference vec_dot on the GGUF-order rows.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/check.h"
@@ -16,7 +17,7 @@ namespace {
 
 constexpr GgmlType kT = GgmlType::Q4_K;
 
-// The kernels to test: our VNNI one through a private table (works before it is wired
+// The kernels to test: our VNNI and AVX2 ones through private tables (works before it is wired
 // into kernel_table()), plus whatever the active table holds for Q4_K.
 std::vector<GemmRowsFn> kernels() {
   std::vector<GemmRowsFn> v;
@@ -25,8 +26,13 @@ std::vector<GemmRowsFn> kernels() {
     fill_x16_q4k_avx512vnni_kernels(kt);
     v.push_back(kt.t[SLOT_Q4_K].gemm_x16);
   }
+  if (detected_cpu_isa() >= CpuIsa::AVX2) {
+    KernelTable kt{};
+    fill_x16_q4k_avx2_kernels(kt);
+    v.push_back(kt.t[SLOT_Q4_K].gemm_x16);
+  }
   const GemmRowsFn active = active_kernel_table().t[SLOT_Q4_K].gemm_x16;
-  if (active != nullptr && (v.empty() || active != v[0])) v.push_back(active);
+  if (active != nullptr && std::find(v.begin(), v.end(), active) == v.end()) v.push_back(active);
   return v;
 }
 
@@ -199,36 +205,38 @@ TEST(RepackQ4K, ExactSumsAreSplitInvariant) {
   // One Q8_K row for the whole input: each slice's activation blocks are the same bytes.
   std::vector<uint8_t> act_all(row_size(GgmlType::Q8_K, cols));
   ref::quantize_row(GgmlType::Q8_K, x.data(), act_all.data(), cols);
-  auto run = [&](int64_t c0, int64_t c1) {
-    const int64_t n = c1 - c0;
-    std::vector<uint8_t> slice(row_size(kT, n) * rows), p(slice.size());
-    for (int64_t r = 0; r < rows; ++r)
-      std::memcpy(slice.data() + r * row_size(kT, n), w.data() + r * row_size(kT, cols) + row_size(kT, c0),
-                  row_size(kT, n));
-    repack_x16_q4_k(slice.data(), rows, n, p.data());
-    std::vector<double> y(rows);
-    GemmArgs g;
-    g.w = p.data();
-    g.w_stride = row_size(kT, n);
-    g.n_cols = n;
-    g.act = act_all.data() + row_size(GgmlType::Q8_K, c0);
-    g.act_stride = row_size(GgmlType::Q8_K, n);
-    g.n_tok = 1;
-    g.y64 = y.data();
-    g.y_stride = rows;
-    ks[0](g, 0, rows);
-    return y;
-  };
-  const auto whole = run(0, cols);
-  const int64_t nb = cols / QK_K;
-  for (int parts : {2, 3, 4}) {
-    std::vector<double> sum(rows, 0.0);
-    for (int i = 0; i < parts; ++i) {
-      const auto y = run(nb * i / parts * QK_K, nb * (i + 1) / parts * QK_K);
-      for (int64_t r = 0; r < rows; ++r) sum[r] += y[r];
+  for (GemmRowsFn kernel : ks) {
+    auto run = [&](int64_t c0, int64_t c1) {
+      const int64_t n = c1 - c0;
+      std::vector<uint8_t> slice(row_size(kT, n) * rows), p(slice.size());
+      for (int64_t r = 0; r < rows; ++r)
+        std::memcpy(slice.data() + r * row_size(kT, n), w.data() + r * row_size(kT, cols) + row_size(kT, c0),
+                    row_size(kT, n));
+      repack_x16_q4_k(slice.data(), rows, n, p.data());
+      std::vector<double> y(rows);
+      GemmArgs g;
+      g.w = p.data();
+      g.w_stride = row_size(kT, n);
+      g.n_cols = n;
+      g.act = act_all.data() + row_size(GgmlType::Q8_K, c0);
+      g.act_stride = row_size(GgmlType::Q8_K, n);
+      g.n_tok = 1;
+      g.y64 = y.data();
+      g.y_stride = rows;
+      kernel(g, 0, rows);
+      return y;
+    };
+    const auto whole = run(0, cols);
+    const int64_t nb = cols / QK_K;
+    for (int parts : {2, 3, 4}) {
+      std::vector<double> sum(rows, 0.0);
+      for (int i = 0; i < parts; ++i) {
+        const auto y = run(nb * i / parts * QK_K, nb * (i + 1) / parts * QK_K);
+        for (int64_t r = 0; r < rows; ++r) sum[r] += y[r];
+      }
+      for (int64_t r = 0; r < rows; ++r)
+        ASSERT_EQ(static_cast<float>(sum[r]), static_cast<float>(whole[r])) << parts << " parts, row " << r;
     }
-    for (int64_t r = 0; r < rows; ++r)
-      ASSERT_EQ(static_cast<float>(sum[r]), static_cast<float>(whole[r])) << parts << " parts, row " << r;
   }
 }
 

@@ -278,8 +278,14 @@ void ftile8(const uint8_t* const* w, const float* const* x, int64_t n, float* co
   for (int r = 0; r < NR; ++r)
     for (int t = 0; t < NT; ++t) a0[r][t] = a1[r][t] = _mm256_setzero_ps();
   int64_t i = 0;
+  // One-row tiles are decode, streaming the weights from memory: a software prefetch
+  // 1 KiB ahead (into the next rows past a row's end) took F16 from 0.75 to 0.82-0.86
+  // of a plain read on Zen 3 (tools/microbench/stream_ratio_bench.cpp 1, 1-2 threads).
+  constexpr int64_t kEs = WT == kWF32 ? 4 : 2, kPfBytes = 1024;
   for (; i + 16 <= n; i += 16) {
     __m256 w0[NR], w1[NR];
+    if (NR == 1 && NT == 1 && (i * kEs) % 64 == 0)
+      _mm_prefetch(reinterpret_cast<const char*>(w[0]) + i * kEs + kPfBytes, _MM_HINT_T0);
     for (int r = 0; r < NR; ++r) w0[r] = load_w8<WT>(w[r], i), w1[r] = load_w8<WT>(w[r], i + 8);
     for (int t = 0; t < NT; ++t) {
       const __m256 x0 = _mm256_loadu_ps(x[t] + i), x1 = _mm256_loadu_ps(x[t] + i + 8);
@@ -340,17 +346,18 @@ void ftile8_4x3(const uint8_t* const* w, const float* const* x, int64_t n, float
   }
 }
 
-// Rows [r0, r1) x tokens [ta, tb) in 2x2 tiles.
+// Rows [r0, r1) x tokens [ta, tb) in tiles of up to max_rows (1 or 2) rows x 2 tokens.
 template <int WT>
-void gemm_float_pairs(const GemmArgs& g, int64_t r0, int64_t r1, int64_t ta, int64_t tb, int64_t span) {
+void gemm_float_pairs(const GemmArgs& g, int64_t r0, int64_t r1, int64_t ta, int64_t tb, int64_t span,
+                      int max_rows) {
   for (int64_t s0 = r0; s0 < r1; s0 += span) {
     const int64_t s1 = std::min(r1, s0 + span);
     for (int64_t t0 = ta; t0 < tb; t0 += 2) {
       const int nt = static_cast<int>(std::min<int64_t>(2, tb - t0));
       const float* x[2];
       for (int t = 0; t < nt; ++t) x[t] = reinterpret_cast<const float*>(g.act + (t0 + t) * g.act_stride);
-      for (int64_t r = s0; r < s1; r += 2) {
-        const int nr = static_cast<int>(std::min<int64_t>(2, s1 - r));
+      for (int64_t r = s0; r < s1; r += max_rows) {
+        const int nr = static_cast<int>(std::min<int64_t>(max_rows, s1 - r));
         const uint8_t* w[2] = {g.w + r * g.w_stride, g.w + (r + nr - 1) * g.w_stride};
         float* y[2];
         for (int t = 0; t < nt; ++t) y[t] = g.y + (t0 + t) * g.y_stride + r;
@@ -365,9 +372,12 @@ void gemm_float_pairs(const GemmArgs& g, int64_t r0, int64_t r1, int64_t ta, int
 
 template <int WT>
 void gemm_float(const GemmArgs& g, int64_t r0, int64_t r1) {
-  // Rows in spans of about 32 KiB of weights that stay in L1/L2 while every
-  // token tile passes over them; decode-sized batches take all rows as one span.
-  const int64_t span = g.n_tok <= 2 ? r1 - r0 : std::max<int64_t>(4, (32 << 10) / static_cast<int64_t>(g.w_stride) / 4 * 4);
+  // Rows in spans of about 64 KiB of weights that stay in L2 while every token
+  // tile passes over them (F16 pp512, 1 thread, Zen 3: 16 KiB 245, 32 KiB 255,
+  // 64-256 KiB 263-270 tok/s; converting a span to f32 once, to skip the per-tile
+  // conversions, was 12% slower: the tiles are bound by loads, not conversions);
+  // decode-sized batches take all rows as one span.
+  const int64_t span = g.n_tok <= 2 ? r1 - r0 : std::max<int64_t>(4, (64 << 10) / static_cast<int64_t>(g.w_stride) / 4 * 4);
   int64_t t_done = 0;
   if (g.n_tok >= 3) {
     // Prompt batches: 4x3 tiles over whole token triples and row quads; the edges
@@ -389,12 +399,16 @@ void gemm_float(const GemmArgs& g, int64_t r0, int64_t r1) {
       }
     }
     if (r_quads < r1) {  // leftover rows, all tokens
-      gemm_float_pairs<WT>(g, r_quads, r1, 0, g.n_tok, span);
+      gemm_float_pairs<WT>(g, r_quads, r1, 0, g.n_tok, span, 2);
     }
-    if (r_quads > r0) gemm_float_pairs<WT>(g, r0, r_quads, t_done, g.n_tok, span);
+    if (r_quads > r0) gemm_float_pairs<WT>(g, r0, r_quads, t_done, g.n_tok, span, 2);
     return;
   }
-  gemm_float_pairs<WT>(g, r0, r1, 0, g.n_tok, span);
+  // Decode streams the weights from memory one row at a time: two rows at once are
+  // two streams 1 row apart, and on Zen 3 (one thread, tools/microbench/
+  // stream_ratio_bench.cpp 1, F16) they streamed at 0.53-0.57 of a plain read
+  // against 0.74 for one row. The sums are the same bits either way.
+  gemm_float_pairs<WT>(g, r0, r1, 0, g.n_tok, span, 1);
 }
 
 float dot_f32(int64_t n, const void* vw, const void* va) {

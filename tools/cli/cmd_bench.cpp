@@ -2,7 +2,9 @@
 // llama-bench measures them (pp: one batch of N prompt tokens; tg: N single-token
 // steps), decode twice: after the prompt (depth N, as a chat turn decodes) and
 // from an empty context (llama-bench's plain tg, where the weights are nearly
-// all that a step reads).
+// all that a step reads). With --paired-reads, the empty-context steps run once
+// more in groups, each group between two plain reads of a buffer beyond the
+// caches: decode speed next to the bandwidth of the same moment (see below).
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -10,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/read_bandwidth.h"
 #include "core/check.h"
 #include "core/clock.h"
 #include "core/cpu_isa.h"
@@ -28,6 +31,8 @@ struct BenchArgs {
   bool no_repack = false;
   int thread_shards = -1;
   std::string kv_type = "f16";
+  int paired_reads = 0;
+  int paired_mib = 256;
 };
 
 
@@ -38,8 +43,49 @@ int32_t argmax(const float* x, int32_t n) {
   return best;
 }
 
+// Decode steps from position 0 in `groups` groups of gen_tokens / groups steps, a
+// plain read of `mib` MiB (every load width, the fastest counts) before each group
+// and after the last. Why: the bound of decode is the read bandwidth, and on a
+// shared VM that moves by 2x within a minute, so readings seconds away from the
+// steps (`parallama membw` between runs) leave a wide spread; a group and its two
+// readings lie within ~0.1 s. Each read also empties the caches of weights, so a
+// group starts from memory as the bound assumes.
+nlohmann::json paired_decode(Engine& e, std::vector<int32_t>& table, int32_t tok, int gen_tokens, int groups,
+                             int mib) {
+  const int32_t V = e.config().n_vocab;
+  const int k = gen_tokens / groups;
+  ReadBandwidth rb(e.threads(), mib);
+  const std::vector<LoadWidth> widths = load_widths(active_cpu_isa());
+  for (const LoadWidth& w : widths) rb.pass(w);  // page-table warm-up
+  auto reading = [&] {
+    double best = 0;
+    for (const LoadWidth& w : widths) best = std::max(best, rb.pass(w));
+    return best;
+  };
+  std::vector<double> reads, group_s;
+  std::vector<float> logits;
+  Batch b;
+  reads.push_back(reading());
+  for (int g = 0; g < groups; ++g) {
+    const double t0 = now_seconds();
+    for (int i = g * k; i < (g + 1) * k; ++i) {
+      b.clear();
+      b.add_seq(&tok, 1, i, &table);
+      e.forward(b, logits);
+      tok = argmax(logits.data(), V);
+    }
+    group_s.push_back(now_seconds() - t0);
+    reads.push_back(reading());
+  }
+  return {{"mib", mib}, {"group_tokens", k}, {"group_s", group_s}, {"read_gb_s", reads},
+          {"checksum", rb.checksum()}};
+}
+
 int run_bench(const BenchArgs& a) {
   if (a.prompt_tokens <= 0 || a.gen_tokens <= 0) PL_THROW("token counts must be positive");
+  if (a.paired_reads < 0 || a.paired_reads > a.gen_tokens)
+    PL_THROW("--paired-reads must be in [0, gen-tokens = " << a.gen_tokens << "], got " << a.paired_reads);
+  if (a.paired_mib < 1 || a.paired_mib > (1 << 20)) PL_THROW("--paired-mib must be in [1, 1048576]");
   EngineOptions opt;
   opt.threads = a.threads;
   opt.n_ctx = a.prompt_tokens + a.gen_tokens + 16;
@@ -92,6 +138,8 @@ int run_bench(const BenchArgs& a) {
     tok = argmax(logits.data(), V);
   }
   const double tg0_s = now_seconds() - t0;
+  nlohmann::json paired;
+  if (a.paired_reads > 0) paired = paired_decode(*e, table, tok, a.gen_tokens, a.paired_reads, a.paired_mib);
   alloc.release(table);
 
   nlohmann::json out = {{"model", e->file().path()},
@@ -108,12 +156,21 @@ int run_bench(const BenchArgs& a) {
                         {"decode_tok_s", a.gen_tokens / tg_s},
                         {"decode0_s", tg0_s},
                         {"decode0_tok_s", a.gen_tokens / tg0_s}};
+  if (!paired.is_null()) out["paired"] = paired;
   if (a.json) {
     std::cout << out.dump() << "\n";
   } else {
     std::printf("pp%d: %.1f tok/s   tg%d @ d%d: %.1f tok/s   tg%d: %.1f tok/s   (%d threads, %d shards, %s)\n",
                 a.prompt_tokens, a.prompt_tokens / pp_s, a.gen_tokens, a.prompt_tokens, a.gen_tokens / tg_s,
                 a.gen_tokens, a.gen_tokens / tg0_s, e->threads(), e->thread_shards(), cpu_isa_name(active_cpu_isa()));
+    if (!paired.is_null()) {
+      const auto gs = paired["group_s"].get<std::vector<double>>();
+      const auto rd = paired["read_gb_s"].get<std::vector<double>>();
+      std::printf("paired: %zu groups of %d steps, decode tok/s (read GB/s before | after):\n", gs.size(),
+                  paired["group_tokens"].get<int>());
+      for (size_t g = 0; g < gs.size(); ++g)
+        std::printf("  %7.1f  (%.1f | %.1f)\n", paired["group_tokens"].get<int>() / gs[g], rd[g], rd[g + 1]);
+    }
   }
   return 0;
 }
@@ -134,6 +191,12 @@ void add_bench(CLI::App& app, std::function<int()>& run) {
                 "-1: as many as threads when the split is exact)")
       ->capture_default_str();
   c->add_option("--kv-type", a->kv_type, "KV cache element type: f16, f32 or q8_0")->capture_default_str();
+  c->add_option("--paired-reads", a->paired_reads,
+                "Then decode from an empty context again in this many groups, each between two plain "
+                "memory reads (0: off)")
+      ->capture_default_str();
+  c->add_option("--paired-mib", a->paired_mib, "Buffer of the paired reads (beyond the caches)")
+      ->capture_default_str();
   c->callback([a, &run] { run = [a] { return run_bench(*a); }; });
 }
 

@@ -161,6 +161,16 @@ void Engine::forward(const Batch& batch, std::vector<float>& logits) {
   });
 }
 
+void Engine::run_on_threads(const std::function<void(int ith, int nth)>& fn) {
+  if (!group_) {
+    pool_->run(fn);
+    return;
+  }
+  pool_->run([&](int s, int n_shards) {
+    shard_pools_[s]->run([&](int j, int per) { fn(s * per + j, n_shards * per); });
+  });
+}
+
 double Engine::tp_comm_seconds() const {
   if (group_) return group_->comm(0).stats().seconds;
   return par_ && par_->tp ? par_->tp->stats().seconds : 0.0;

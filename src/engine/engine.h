@@ -102,6 +102,11 @@ class Engine {
   const LlamaModel& model() const { return *model_; }
   KvCache& kv() { return *kv_; }
   ThreadPool& pool() { return *pool_; }
+  // Runs fn(ith, nth) once on each of the engine's threads(), nth = threads(), on the
+  // threads (and pinning) the forward pass uses: with thread shards, shard s's
+  // threads are ith in [s * per_shard, (s + 1) * per_shard). For measurements that
+  // must run where the kernels run (bench's paired bandwidth readings).
+  void run_on_threads(const std::function<void(int ith, int nth)>& fn);
   const ParallelSetup* parallel() const { return par_.get(); }
   // Seconds this rank (shard 0) spent in TP collectives so far, MPI or threads.
   double tp_comm_seconds() const;

@@ -4,8 +4,10 @@
 // (float weights), the sums round differently and agree to float precision.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/check.h"
@@ -140,4 +142,32 @@ TEST(ThreadShards, RefusesBadCounts) {
   opt.threads = 2;
   opt.thread_shards = 0;
   EXPECT_THROW(Engine::load(p, opt), Error);
+}
+
+// Engine::run_on_threads runs each ith in [0, threads) exactly once, whether the
+// threads serve one model or several shards. (Which thread runs an ith is the
+// pools' choice: a free caller may take a slow worker's ith, as in ThreadPool::run.)
+TEST(ThreadShards, RunOnThreadsCoversEveryThreadOnce) {
+  const std::string p = synth("run_on", GgmlType::Q8_0, 4, 2);
+  for (auto [threads, shards] : {std::pair{1, 1}, {2, 1}, {2, 2}, {4, 2}, {3, 3}}) {
+    EngineOptions opt;
+    opt.threads = threads;
+    opt.thread_shards = shards;
+    opt.n_ctx = 32;
+    auto e = Engine::load(p, opt);
+    ASSERT_EQ(e->thread_shards(), shards);
+    for (int rep = 0; rep < 3; ++rep) {
+      std::vector<std::atomic<int>> hits(threads);
+      std::atomic<int> bad_nth{0};
+      e->run_on_threads([&](int ith, int nth) {
+        if (nth != threads || ith < 0 || ith >= threads) {
+          ++bad_nth;
+          return;
+        }
+        ++hits[ith];
+      });
+      EXPECT_EQ(bad_nth.load(), 0) << threads << " threads, " << shards << " shards";
+      for (int i = 0; i < threads; ++i) EXPECT_EQ(hits[i].load(), 1) << "ith " << i;
+    }
+  }
 }

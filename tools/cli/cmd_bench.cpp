@@ -54,7 +54,7 @@ nlohmann::json paired_decode(Engine& e, std::vector<int32_t>& table, int32_t tok
                              int mib) {
   const int32_t V = e.config().n_vocab;
   const int k = gen_tokens / groups;
-  ReadBandwidth rb(e.threads(), mib);
+  ReadBandwidth rb([&e](const std::function<void(int, int)>& fn) { e.run_on_threads(fn); }, e.threads(), mib);
   const std::vector<LoadWidth> widths = load_widths(active_cpu_isa());
   for (const LoadWidth& w : widths) rb.pass(w);  // page-table warm-up
   auto reading = [&] {

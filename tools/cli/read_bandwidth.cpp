@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "core/check.h"
 #include "core/clock.h"
@@ -71,17 +72,26 @@ double median_of(std::vector<double> v) {
 }
 
 ReadBandwidth::ReadBandwidth(int n_threads, int size_mib)
+    : ReadBandwidth(Runner(), n_threads, size_mib) {}
+
+ReadBandwidth::ReadBandwidth(Runner run, int n_threads, int size_mib)
     : bytes_(static_cast<size_t>(size_mib) << 20),
       region_(bytes_, "the read-bandwidth buffer"),
-      pool_(n_threads),
+      run_(std::move(run)),
       begin_(n_threads + 1),
       partial_(n_threads) {
+  PL_CHECK_MSG(n_threads >= 1 && size_mib >= 1, "read bandwidth: bad threads or size");
+  if (!run_) {
+    own_pool_ = std::make_unique<ThreadPool>(n_threads);
+    run_ = [p = own_pool_.get()](const std::function<void(int, int)>& fn) { p->run(fn); };
+  }
   // Contiguous per-thread slices, each a multiple of the page size (and so of 256 bytes).
   constexpr size_t kPage = 4096;
   const size_t pages = bytes_ / kPage;
   for (int t = 0; t <= n_threads; ++t) begin_[t] = pages * t / n_threads * kPage;
   uint8_t* const buf = region_.data();
-  pool_.run([&](int ith, int) {
+  run_([&](int ith, int nth) {
+    PL_CHECK_MSG(nth == threads(), "read bandwidth: runner gave " << nth << " threads, expected " << threads());
     uint8_t* p = buf + begin_[ith];
     const size_t n = begin_[ith + 1] - begin_[ith];
     for (size_t i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(i * 131 + 7);
@@ -91,7 +101,7 @@ ReadBandwidth::ReadBandwidth(int n_threads, int size_mib)
 double ReadBandwidth::pass(const LoadWidth& w) {
   const uint8_t* const buf = region_.data();
   const double t0 = now_seconds();
-  pool_.run([&](int ith, int) { partial_[ith] = w.fn(buf + begin_[ith], begin_[ith + 1] - begin_[ith]); });
+  run_([&](int ith, int) { partial_[ith] = w.fn(buf + begin_[ith], begin_[ith + 1] - begin_[ith]); });
   const double dt = now_seconds() - t0;
   for (uint64_t v : partial_) checksum_ += v;
   return static_cast<double>(bytes_) / dt / 1e9;

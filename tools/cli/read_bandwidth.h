@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -31,12 +32,18 @@ std::vector<LoadWidth> load_widths(CpuIsa isa);
 
 class ReadBandwidth {
  public:
+  // Runs fn(ith, nth) once for each ith in [0, nth) on distinct threads, then returns.
+  using Runner = std::function<void(const std::function<void(int ith, int nth)>& fn)>;
+
   // Maps size_mib MiB (huge pages, as the weight arena and KV cache use) and
-  // first-touches each thread's slice from that thread with non-zero data.
+  // first-touches each thread's slice from that thread with non-zero data. The
+  // reads run on a pool of n_threads of its own, or on `run`'s n_threads threads
+  // (an engine's, so that the reads use the cores and pinning its kernels use).
   ReadBandwidth(int n_threads, int size_mib);
+  ReadBandwidth(Runner run, int n_threads, int size_mib);
 
   size_t bytes() const { return bytes_; }
-  int threads() const { return pool_.size(); }
+  int threads() const { return static_cast<int>(partial_.size()); }
   // One timed pass over the whole buffer with loads `w`, in GB/s.
   double pass(const LoadWidth& w);
   uint64_t checksum() const { return checksum_; }
@@ -44,7 +51,8 @@ class ReadBandwidth {
  private:
   size_t bytes_ = 0;
   HugeRegion region_;
-  ThreadPool pool_;
+  std::unique_ptr<ThreadPool> own_pool_;  // when no runner is given
+  Runner run_;
   std::vector<size_t> begin_;      // [threads + 1] slice starts, page multiples
   std::vector<uint64_t> partial_;  // [threads] per-thread sums of the last pass
   uint64_t checksum_ = 0;

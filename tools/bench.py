@@ -553,12 +553,12 @@ def suite_plot(rows, engines, path):
     fig, axes = plt.subplots(len(panels), 1, figsize=(max(8, 0.9 * len(rows) + 2), 3.25 * len(panels)))
     xs = list(range(len(rows)))
     labels = [f"{r['model']}\n{r['threads']} thr" for r in rows]
-    w = 0.8 / max(1, len(engines))
     for ax, (key, title) in zip(axes, panels):
-        for i, e in enumerate(engines):
-            if all(r.get(f"{key}:{e}") is None for r in rows):
-                continue  # e.g. llama.cpp has no paired readings
-            ax.bar([x + (i - (len(engines) - 1) / 2) * w for x in xs],
+        # Engines with values in this panel (llama.cpp has no paired readings).
+        present = [e for e in engines if any(r.get(f"{key}:{e}") is not None for r in rows)]
+        w = 0.8 / max(1, len(present))
+        for i, e in enumerate(present):
+            ax.bar([x + (i - (len(present) - 1) / 2) * w for x in xs],
                    [r.get(f"{key}:{e}") or 0 for r in rows], w, label=e)
         if key.startswith("bw_frac"):
             ax.axhline(0.7, color="gray", linestyle="--", linewidth=1, label="70% target")

@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <tuple>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -43,6 +45,22 @@ int32_t argmax(const float* x, int32_t n) {
   return best;
 }
 
+// The sequence of `table`, n single-token steps at positions [pos0, pos0 + n), each
+// step fed the argmax of the one before (starting from tok); returns the last argmax
+// and the elapsed seconds. The batch and logits are the caller's, reused.
+std::pair<int32_t, double> decode_steps(Engine& e, std::vector<int32_t>& table, int32_t tok, int32_t pos0,
+                                        int n, Batch& b, std::vector<float>& logits) {
+  const int32_t V = e.config().n_vocab;
+  const double t0 = now_seconds();
+  for (int i = 0; i < n; ++i) {
+    b.clear();
+    b.add_seq(&tok, 1, pos0 + i, &table);
+    e.forward(b, logits);
+    tok = argmax(logits.data(), V);
+  }
+  return {tok, now_seconds() - t0};
+}
+
 // Decode steps from position 0 in `groups` groups of gen_tokens / groups steps, a
 // plain read of `mib` MiB (every load width, the fastest counts) before each group
 // and after the last. Why: the bound of decode is the read bandwidth, and on a
@@ -51,8 +69,7 @@ int32_t argmax(const float* x, int32_t n) {
 // readings lie within ~0.1 s. Each read also empties the caches of weights, so a
 // group starts from memory as the bound assumes.
 nlohmann::json paired_decode(Engine& e, std::vector<int32_t>& table, int32_t tok, int gen_tokens, int groups,
-                             int mib) {
-  const int32_t V = e.config().n_vocab;
+                             int mib, Batch& b, std::vector<float>& logits) {
   const int k = gen_tokens / groups;
   ReadBandwidth rb([&e](const std::function<void(int, int)>& fn) { e.run_on_threads(fn); }, e.threads(), mib);
   const std::vector<LoadWidth> widths = load_widths(active_cpu_isa());
@@ -63,18 +80,11 @@ nlohmann::json paired_decode(Engine& e, std::vector<int32_t>& table, int32_t tok
     return best;
   };
   std::vector<double> reads, group_s;
-  std::vector<float> logits;
-  Batch b;
   reads.push_back(reading());
   for (int g = 0; g < groups; ++g) {
-    const double t0 = now_seconds();
-    for (int i = g * k; i < (g + 1) * k; ++i) {
-      b.clear();
-      b.add_seq(&tok, 1, i, &table);
-      e.forward(b, logits);
-      tok = argmax(logits.data(), V);
-    }
-    group_s.push_back(now_seconds() - t0);
+    double dt = 0;
+    std::tie(tok, dt) = decode_steps(e, table, tok, g * k, k, b, logits);
+    group_s.push_back(dt);
     reads.push_back(reading());
   }
   return {{"mib", mib}, {"group_tokens", k}, {"group_s", group_s}, {"read_gb_s", reads},
@@ -119,27 +129,14 @@ int run_bench(const BenchArgs& a) {
   const double pp_s = now_seconds() - t0;
 
   int32_t tok = argmax(logits.data(), V);
-  t0 = now_seconds();
-  for (int i = 0; i < a.gen_tokens; ++i) {
-    b.clear();
-    b.add_seq(&tok, 1, a.prompt_tokens + i, &table);
-    e->forward(b, logits);
-    tok = argmax(logits.data(), V);
-  }
-  const double tg_s = now_seconds() - t0;
-
+  double tg_s = 0, tg0_s = 0;
+  std::tie(tok, tg_s) = decode_steps(*e, table, tok, a.prompt_tokens, a.gen_tokens, b, logits);
   // The same steps from position 0: a new sequence in the same blocks (each step
   // attends only to the positions this loop has written).
-  t0 = now_seconds();
-  for (int i = 0; i < a.gen_tokens; ++i) {
-    b.clear();
-    b.add_seq(&tok, 1, i, &table);
-    e->forward(b, logits);
-    tok = argmax(logits.data(), V);
-  }
-  const double tg0_s = now_seconds() - t0;
+  std::tie(tok, tg0_s) = decode_steps(*e, table, tok, 0, a.gen_tokens, b, logits);
   nlohmann::json paired;
-  if (a.paired_reads > 0) paired = paired_decode(*e, table, tok, a.gen_tokens, a.paired_reads, a.paired_mib);
+  if (a.paired_reads > 0)
+    paired = paired_decode(*e, table, tok, a.gen_tokens, a.paired_reads, a.paired_mib, b, logits);
   alloc.release(table);
 
   nlohmann::json out = {{"model", e->file().path()},

@@ -1,7 +1,8 @@
 // One decode step's matmuls for the 135M shape (30 layers: fused Q/K/V 960x576,
-// output 576x576, gate and up 1536x576, down 576x1536, then the 49152x576 Q8_0
-// head), x16-repacked into one huge-page arena in execution order as the model
-// places them, timed against a plain AVX-512 read of the same bytes, the two
+// output 576x576, gate and up 1536x576, down 576x1536, then the 49152x576 head:
+// F16 for F16 layers, Q8_0 otherwise, as in the kernel suite's models),
+// x16-repacked into one huge-page arena in execution order as the model places
+// them, timed against a plain AVX-512 read of the same bytes, the two
 // alternating 40 times. Prints the medians and the median per-pass ratio
 // (read time / matmul time: 1.0 means the kernels stream as fast as a plain
 // read). The ratio cancels most of the machine's bandwidth drift, which on a
@@ -72,7 +73,7 @@ int main(int argc, char** argv) {
     add(type, 1536, e, false);
     add(type, e, 1536, exact);
   }
-  add(GgmlType::Q8_0, 49152, e, false);
+  add(type == GgmlType::F16 ? GgmlType::F16 : GgmlType::Q8_0, 49152, e, false);
 
   WeightArena arena(total + 4096);
   uint8_t* base = arena.take(total);

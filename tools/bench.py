@@ -157,7 +157,7 @@ def engine_cmd(engine, args, threads, model=None):
     common = ["--prompt-tokens", str(args.prompt_tokens), "--gen-tokens", str(args.gen_tokens),
               "--kv-type", args.kv_type]
     if engine == "parallama":
-        paired = ["--paired-reads", str(args.paired_reads)] if getattr(args, "paired_reads", 0) else []
+        paired = ["--paired-reads", str(args.paired_reads)] if args.paired_reads else []
         return [args.binary, "bench", "-m", model, "--threads", str(threads)] + common + paired + ["--json"]
     return [sys.executable, os.path.abspath(__file__), "--llama-worker", "--model", model,
             "--threads", str(threads)] + common

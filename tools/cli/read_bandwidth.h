@@ -32,7 +32,8 @@ std::vector<LoadWidth> load_widths(CpuIsa isa);
 
 class ReadBandwidth {
  public:
-  // Runs fn(ith, nth) once for each ith in [0, nth) on distinct threads, then returns.
+  // Runs fn(ith, nth) once for each ith in [0, nth), nth = the n_threads given below,
+  // on the runner's threads (as ThreadPool::run), then returns.
   using Runner = std::function<void(const std::function<void(int ith, int nth)>& fn)>;
 
   // Maps size_mib MiB (huge pages, as the weight arena and KV cache use: 4 KiB pages

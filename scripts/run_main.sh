@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install_deps.sh
 ./scripts/fetch_model.sh
-cmake --preset release -DPARALLAMA_TESTS=OFF >/dev/null
+# Tests stay configured (only the CLI is built here): a cached PARALLAMA_TESTS=OFF
+# would leave build/release without tests for scripts/run_tests.sh.
+cmake --preset release >/dev/null
 cmake --build --preset release -j"$(nproc)" --target parallama
 ./build/release/parallama generate --chat -p "${1:-Write a haiku about parallel computing.}" -n 64

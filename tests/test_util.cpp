@@ -7,12 +7,25 @@
 
 namespace parallama::test {
 
-std::string default_model_path() {
+namespace {
+// Where the default model is looked for, whether or not it is there.
+std::string default_model_location() {
   if (const char* p = std::getenv("PARALLAMA_MODEL"); p && *p) return p;
   const char* home = std::getenv("HOME");
-  std::string p = std::string(home ? home : "/root") +
-                  "/.cache/parallama/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  return std::string(home ? home : "/root") +
+         "/.cache/parallama/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+}  // namespace
+
+std::string default_model_path() {
+  if (const char* p = std::getenv("PARALLAMA_MODEL"); p && *p) return p;
+  std::string p = default_model_location();
   return std::filesystem::exists(p) ? p : std::string();
+}
+
+std::string missing_model_message() {
+  return "default model not found at " + default_model_location() +
+         ": run scripts/fetch_model.sh";
 }
 
 std::string fixture_path(const std::string& name) {

@@ -52,6 +52,32 @@ void prefault(const GgufFile& f, const LoadProgress& progress) {
 
 }  // namespace
 
+int32_t kv_block_count(const ModelConfig& cfg, const EngineOptions& opt) {
+  if (opt.block_size <= 0) PL_THROW("the KV block size must be positive, got " << opt.block_size);
+  if (opt.kv_blocks < 0 || opt.kv_cache_memory < 0)
+    PL_THROW("--kv-blocks and --kv-cache-memory must not be negative");
+  int64_t n = 0;
+  if (opt.kv_blocks > 0) {
+    n = opt.kv_blocks;
+  } else if (opt.kv_cache_memory > 0) {
+    // K and V rows of every layer and KV head, in the cache's element type.
+    const GgmlType row = opt.kv_type == KvType::kF32 ? GgmlType::F32
+                         : opt.kv_type == KvType::kF16 ? GgmlType::F16 : GgmlType::Q8_0;
+    if (opt.kv_type == KvType::kQ8_0 && cfg.head_dim % 32 != 0)
+      PL_THROW("a q8_0 KV cache needs head_dim a multiple of 32 (got " << cfg.head_dim << ")");
+    const int64_t per_block = 2LL * cfg.n_layer * cfg.n_head_kv * int64_t(row_size(row, cfg.head_dim)) * opt.block_size;
+    n = opt.kv_cache_memory / per_block;
+    if (n < 1)
+      PL_THROW("--kv-cache-memory " << opt.kv_cache_memory << " bytes holds no KV block (one takes " << per_block
+                                    << " bytes)");
+  } else {
+    if (opt.n_ctx <= 0) PL_THROW("the context size must be positive, got " << opt.n_ctx);
+    n = (int64_t(opt.n_ctx) + opt.block_size - 1) / opt.block_size;
+  }
+  if (n > (int64_t(1) << 24)) PL_THROW("KV pool of " << n << " blocks is too large");
+  return static_cast<int32_t>(n);
+}
+
 std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOptions& opt,
                                      const ParallelSetup* par) {
   std::unique_ptr<Engine> e(new Engine());
@@ -61,10 +87,7 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOption
   if (e->tokenizer_->n_vocab() != cfg.n_vocab)
     PL_THROW(path << ": tokenizer has " << e->tokenizer_->n_vocab()
                   << " tokens but token_embd has " << cfg.n_vocab << " rows");
-  if (opt.n_ctx <= 0 || opt.block_size <= 0)
-    PL_THROW("context size and block size must be positive (got " << opt.n_ctx << ", "
-                                                                   << opt.block_size << ")");
-  const int32_t n_blocks = (opt.n_ctx + opt.block_size - 1) / opt.block_size;
+  const int32_t n_blocks = kv_block_count(cfg, opt);
   int threads = opt.threads;
   if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
   e->threads_ = threads;
@@ -174,117 +197,6 @@ void Engine::run_on_threads(const std::function<void(int ith, int nth)>& fn) {
 double Engine::tp_comm_seconds() const {
   if (group_) return group_->comm(0).stats().seconds;
   return par_ && par_->tp ? par_->tp->stats().seconds : 0.0;
-}
-
-void Engine::reserve_kv(const std::vector<GenerateRequest>& reqs, SequenceBlocks& tables) {
-  BlockAllocator& alloc = kv_->allocator();
-  for (size_t i = 0; i < reqs.size(); ++i) {
-    if (reqs[i].prompt.empty()) PL_THROW("request " << i << " has an empty prompt");
-    if (reqs[i].max_tokens < 0) PL_THROW("request " << i << " has max_tokens < 0");
-    const int32_t need = static_cast<int32_t>(reqs[i].prompt.size()) + reqs[i].max_tokens;
-    if (!alloc.reserve(tables[i], need, kv_->block_size()))
-      PL_THROW("KV cache too small: request " << i << " needs " << need << " tokens, "
-                                              << alloc.n_free() * kv_->block_size()
-                                              << " free (raise --ctx)");
-  }
-}
-
-bool Engine::accept_token(const GenerateRequest& req, GenerateResult& res, int32_t tok) const {
-  res.tokens.push_back(tok);
-  if (req.stop_at_eog && tokenizer_->is_eog(tok)) {
-    res.finish_reason = "stop";
-    return false;
-  }
-  if (static_cast<int32_t>(res.tokens.size()) >= req.max_tokens) {
-    res.finish_reason = "length";
-    return false;
-  }
-  return true;
-}
-
-std::vector<GenerateResult> Engine::generate(const std::vector<GenerateRequest>& reqs,
-                                             GenerateStats* stats,
-                                             const std::function<void(size_t, int32_t)>& on_token) {
-  if (par_ && par_->world.pp > 1) return generate_pipelined(reqs, stats, on_token);
-  const double t_start = now_seconds();
-  const double comm0 = tp_comm_seconds();
-  const size_t n = reqs.size();
-  std::vector<GenerateResult> res(n);
-  SequenceBlocks tables(kv_->allocator(), n);
-  reserve_kv(reqs, tables);
-  std::vector<std::vector<int32_t>> history(n);
-  std::vector<Sampler> samplers;
-  std::vector<bool> live(n, true);
-  std::vector<int32_t> n_past(n, 0), next(n, -1);
-  const int32_t n_vocab = config().n_vocab;
-  for (size_t i = 0; i < n; ++i) {
-    samplers.emplace_back(reqs[i].sampling, n_vocab);
-    history[i] = reqs[i].prompt;
-  }
-
-  std::vector<float> logits;
-  Batch batch;
-  auto consume = [&](const std::vector<size_t>& order) {
-    for (size_t r = 0; r < order.size(); ++r) {
-      const size_t i = order[r];
-      const int32_t tok = samplers[i].sample(logits.data() + r * n_vocab, history[i]);
-      history[i].push_back(tok);
-      next[i] = tok;
-      if (on_token) on_token(i, tok);
-      live[i] = accept_token(reqs[i], res[i], tok);
-    }
-  };
-
-  // Prefill: every prompt in one batch.
-  double t0 = now_seconds();
-  std::vector<size_t> order;
-  for (size_t i = 0; i < n; ++i) {
-    if (reqs[i].max_tokens <= 0) {
-      live[i] = false;
-      res[i].finish_reason = "length";
-      continue;
-    }
-    const auto& p = reqs[i].prompt;
-    batch.add_seq(p.data(), static_cast<int32_t>(p.size()), 0, &tables[i]);
-    n_past[i] = static_cast<int32_t>(p.size());
-    order.push_back(i);
-    if (stats) stats->prompt_tokens += static_cast<int64_t>(p.size());
-  }
-  double compute = 0;
-  auto forward = [&] {
-    const double c0 = now_seconds();
-    this->forward(batch, logits);
-    compute += now_seconds() - c0;
-  };
-  if (!order.empty()) {
-    forward();
-    consume(order);
-  }
-  double t1 = now_seconds();
-  if (stats) stats->prompt_s += t1 - t0;
-
-  // Decode: one token per live sequence per step.
-  for (;;) {
-    batch.clear();
-    order.clear();
-    for (size_t i = 0; i < n; ++i) {
-      if (!live[i]) continue;
-      batch.add_seq(&next[i], 1, n_past[i], &tables[i]);
-      ++n_past[i];
-      order.push_back(i);
-    }
-    if (order.empty()) break;
-    forward();
-    if (stats) stats->decode_tokens += static_cast<int64_t>(order.size());
-    consume(order);
-  }
-  if (stats) {
-    stats->decode_s += now_seconds() - t1;
-    stats->compute_s += compute;
-    stats->comm_s += tp_comm_seconds() - comm0;
-    stats->wall_s += now_seconds() - t_start;
-  }
-  return res;
 }
 
 }  // namespace parallama

@@ -1,6 +1,6 @@
-// A loaded model ready to generate: GGUF mapping, tokenizer, weights, paged KV
-// cache and thread pool. Runs several requests as one batch: one prefill
-// batch for all prompts, then one decode batch per step for the live ones.
+// A loaded model ready to run forward passes: GGUF mapping, tokenizer, weights,
+// paged KV cache storage and thread pool (or thread shards). Generation, i.e.
+// which sequences run in which step, is the serving engine's (serve/engine_loop.h).
 #pragma once
 
 #include <functional>
@@ -23,6 +23,11 @@ struct EngineOptions {
   int threads = 0;          // 0: all cores
   int32_t n_ctx = 4096;     // KV capacity in tokens, shared by all sequences
   int32_t block_size = 16;  // tokens per KV block
+  // Instead of n_ctx: this many KV blocks, or as many as fit in this many bytes of
+  // K and V for the whole model (all layers and KV heads, as one rank holds them;
+  // every rank of a TP x PP world then has the same number of blocks).
+  int32_t kv_blocks = 0;
+  int64_t kv_cache_memory = 0;
   bool progress = false;    // draw a loading bar on stderr
   bool repack = true;       // x16 weight layout for the kernels (false: run from the mapping)
   KvType kv_type = KvType::kF16;  // element type of the KV cache (llama.cpp's default too)
@@ -41,18 +46,6 @@ struct EngineOptions {
   // (docs/PERF.md); on big machines fewer shards with several threads each
   // may do better.
   int thread_shards = -1;
-};
-
-struct GenerateRequest {
-  std::vector<int32_t> prompt;  // token ids
-  int32_t max_tokens = 32;
-  SamplingParams sampling;
-  bool stop_at_eog = true;      // end at the tokenizer's end-of-generation tokens
-};
-
-struct GenerateResult {
-  std::vector<int32_t> tokens;  // generated ids
-  std::string finish_reason;    // "length" or "stop"
 };
 
 struct GenerateStats {
@@ -84,16 +77,13 @@ class Engine {
   int threads() const { return threads_; }
   int thread_shards() const { return 1 + static_cast<int>(extra_.size()); }
 
-  // on_token(request index, token id) is called as tokens are produced. Under
-  // TP x PP every rank calls generate() with the same requests; results are
-  // complete on the first stage (and with pp == 1 on every rank).
-  std::vector<GenerateResult> generate(const std::vector<GenerateRequest>& reqs,
-                                       GenerateStats* stats = nullptr,
-                                       const std::function<void(size_t, int32_t)>& on_token = {});
-
   // One forward pass of a single-stage engine over every thread shard:
-  // logits [batch.n_outputs(), n_vocab]. Block tables come from kv()'s allocator.
+  // logits [batch.n_outputs(), n_vocab]. Block ids are the caller's (for tests,
+  // kv()'s allocator; for serving, the engine loop's BlockPool).
   void forward(const Batch& batch, std::vector<float>& logits);
+  // This rank's pipeline stage (an MPI rank; no thread shards): io.hidden in
+  // unless first, io.hidden or io.logits out.
+  void forward_stage(const Batch& batch, StageIO& io) { model_->forward(batch, *kv_, io, *pool_); }
 
   // Raw access for benchmarks and tests. With thread shards, model() and kv()
   // are shard 0's (its layers' slice; config() is the whole model's) and the
@@ -113,15 +103,6 @@ class Engine {
 
  private:
   Engine() = default;
-  // Reserves KV blocks for every request's prompt and max_tokens, in request
-  // order (so every rank of a TP x PP world reserves the same blocks).
-  void reserve_kv(const std::vector<GenerateRequest>& reqs, SequenceBlocks& tables);
-  // Appends a generated token to `res`; returns false (setting finish_reason)
-  // when the request is finished: an end-of-generation token or max_tokens reached.
-  bool accept_token(const GenerateRequest& req, GenerateResult& res, int32_t tok) const;
-  std::vector<GenerateResult> generate_pipelined(const std::vector<GenerateRequest>& reqs,
-                                                 GenerateStats* stats,
-                                                 const std::function<void(size_t, int32_t)>& on_token);
   std::unique_ptr<ParallelSetup> par_;
   std::unique_ptr<GgufFile> file_;
   std::unique_ptr<Tokenizer> tokenizer_;
@@ -144,5 +125,9 @@ class Engine {
 
 // Default model location: $PARALLAMA_MODEL, else ~/.cache/parallama/models/SmolLM2-135M-Instruct.Q4_1.gguf.
 std::string default_model_path();
+
+// KV blocks an engine with these options holds: kv_blocks, else what fits in
+// kv_cache_memory, else n_ctx tokens' worth. Throws on a non-positive size.
+int32_t kv_block_count(const ModelConfig& cfg, const EngineOptions& opt);
 
 }  // namespace parallama

@@ -330,22 +330,30 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
   }
 
   // One work item per (token, local kv head): the local query heads of that
-  // kv head's group attend causally over the sequence's cached positions. With
-  // fewer items than twice the threads (decode of a few sequences) each item's
-  // context is split into `parts` ranges of whole 64-position chunks, one task
-  // each, merged afterwards; otherwise 3 KV heads on 2 threads leave one idle a
-  // third of the time.
-  const int64_t n_items = T * n_kv_;
+  // kv head's group attend causally over the sequence's cached positions. An
+  // item whose context is long is split into parts of whole 64-position chunks,
+  // one task each, merged afterwards, so that few items (decode of a few
+  // sequences: 3 KV heads on 2 threads) still spread over the threads. The
+  // number of parts is a function of the token's own context length alone,
+  // never of the batch or the thread count: the split changes the rounding, and
+  // a request's result must not depend on what runs beside it (batch
+  // invariance) nor on the layout.
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int32_t nth = pool.size();
-  int32_t max_ctx = 0;
-  for (int64_t t = 0; t < T; ++t) max_ctx = std::max(max_ctx, batch.positions[t] + 1);
-  const int32_t parts = nth > 1 && n_items < 2 * nth ? std::min(nth, (max_ctx + 63) / 64) : 1;
-  const int64_t n_tasks = n_items * parts;
-  if (parts > 1) {
-    grow(part_acc_, static_cast<size_t>(n_tasks * group * hd));
-    grow(part_mx_, static_cast<size_t>(n_tasks * group));
-    grow(part_sum_, static_cast<size_t>(n_tasks * group));
+  auto parts_of = [](int32_t n_ctx) { return std::clamp((n_ctx + 255) / 256, 1, 8); };
+  attn_tasks_.clear();
+  int32_t n_split = 0;  // tasks that write a partial result
+  for (int64_t t = 0; t < T; ++t) {
+    const int32_t parts = parts_of(batch.positions[t] + 1);
+    for (int32_t h = 0; h < n_kv_; ++h)
+      for (int32_t p = 0; p < parts; ++p)
+        attn_tasks_.push_back({static_cast<int32_t>(t), h, p, parts, parts > 1 ? n_split++ : -1});
+  }
+  const int64_t n_tasks = static_cast<int64_t>(attn_tasks_.size());
+  if (n_split > 0) {
+    grow(part_acc_, static_cast<size_t>(n_split) * group * hd);
+    grow(part_mx_, static_cast<size_t>(n_split) * group);
+    grow(part_sum_, static_cast<size_t>(n_split) * group);
   }
   // Local query heads [qa, qb) belonging to global kv head kv_begin_ + h.
   auto q_range = [&](int32_t h) {
@@ -357,11 +365,9 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
   pool.run([&](int ith, int nth_run) {
     std::vector<const void*>& ptrs = blk_ptrs_[ith];  // distinct per concurrent ith (ThreadPool::run)
     for (int64_t task = ith; task < n_tasks; task += nth_run) {
-      const int64_t item = task / parts;
-      const int32_t part = static_cast<int32_t>(task % parts);
-      const int64_t t = item / n_kv_;
-      const int32_t h = static_cast<int32_t>(item % n_kv_);
-      const auto [qa, qb] = q_range(h);
+      const AttnTask& a = attn_tasks_[task];
+      const int64_t t = a.token;
+      const auto [qa, qb] = q_range(a.head);
       if (qb <= qa) continue;
       const BatchSeq& s = batch.seqs[seq_of_[t]];
       const int32_t n_ctx = batch.positions[t] + 1;  // causal
@@ -370,30 +376,33 @@ void LlamaModel::attention(const Batch& batch, KvCache& kv, int32_t il, ThreadPo
       const void** kb = ptrs.data();
       const void** vb = kb + n_blk;
       for (int32_t b = 0; b < n_blk; ++b) {
-        kb[b] = kv.k(il, (*s.block_table)[b], h);
-        vb[b] = kv.v(il, (*s.block_table)[b], h);
+        kb[b] = kv.k(il, (*s.block_table)[b], a.head);
+        vb[b] = kv.v(il, (*s.block_table)[b], a.head);
       }
       PagedKv pk{kb, vb, bs, hd, kv.type() == KvType::kF16, kv.type() == KvType::kQ8_0};
       const float* q = q_.data() + t * Dq + int64_t(qa) * hd;
-      if (parts == 1) {
+      if (a.parts == 1) {
         nn::attend(q, qb - qa, pk, n_ctx, scale, attn_.data() + t * Dq + int64_t(qa) * hd);
         continue;
       }
       const int32_t n_chunks = (n_ctx + 63) / 64;
-      const int32_t p0 = 64 * (n_chunks * part / parts), p1 = std::min(n_ctx, 64 * (n_chunks * (part + 1) / parts));
-      nn::attend_partial(q, qb - qa, pk, p0, p1, scale, part_acc_.data() + task * group * hd,
-                         part_mx_.data() + task * group, part_sum_.data() + task * group);
+      const int32_t p0 = 64 * (n_chunks * a.part / a.parts);
+      const int32_t p1 = std::min(n_ctx, 64 * (n_chunks * (a.part + 1) / a.parts));
+      nn::attend_partial(q, qb - qa, pk, p0, p1, scale, part_acc_.data() + int64_t(a.slot) * group * hd,
+                         part_mx_.data() + int64_t(a.slot) * group, part_sum_.data() + int64_t(a.slot) * group);
     }
   });
-  if (parts == 1) return;
-  for (int64_t item = 0; item < n_items; ++item) {
-    const int64_t t = item / n_kv_;
-    const auto [qa, qb] = q_range(static_cast<int32_t>(item % n_kv_));
-    if (qb <= qa) continue;
-    const int64_t first = item * parts;
-    nn::attend_merge(parts, qb - qa, hd, group, part_acc_.data() + first * group * hd,
-                     part_mx_.data() + first * group, part_sum_.data() + first * group,
-                     attn_.data() + t * Dq + int64_t(qa) * hd);
+  if (n_split == 0) return;
+  for (int64_t task = 0; task < n_tasks;) {
+    const AttnTask& a = attn_tasks_[task];
+    if (a.parts > 1) {
+      const auto [qa, qb] = q_range(a.head);
+      if (qb > qa)
+        nn::attend_merge(a.parts, qb - qa, hd, group, part_acc_.data() + int64_t(a.slot) * group * hd,
+                         part_mx_.data() + int64_t(a.slot) * group, part_sum_.data() + int64_t(a.slot) * group,
+                         attn_.data() + int64_t(a.token) * Dq + int64_t(qa) * hd);
+    }
+    task += a.parts;
   }
 }
 

@@ -113,9 +113,15 @@ class LlamaModel {
   std::vector<float> q_;       // [n_tokens, q*head_dim]
   std::vector<float> k_;       // [n_tokens, kv*head_dim]
   std::vector<float> kv_rows_;   // [2, head_dim] a K and a V row converted to the cache type
-  std::vector<float> part_acc_;  // [items * parts, group, head_dim] partial attention (split contexts)
-  std::vector<float> part_mx_;   // [items * parts, group] their running max
-  std::vector<float> part_sum_;  // [items * parts, group] and sum
+  // One attention task: a (token, local kv head) item, or one part of it when
+  // its context is split; slot indexes the partials of split items.
+  struct AttnTask {
+    int32_t token, head, part, parts, slot;
+  };
+  std::vector<AttnTask> attn_tasks_;  // [n_tasks] in (token, head, part) order
+  std::vector<float> part_acc_;  // [split tasks, group, head_dim] partial attention (split contexts)
+  std::vector<float> part_mx_;   // [split tasks, group] their running max
+  std::vector<float> part_sum_;  // [split tasks, group] and sum
   std::vector<float> v_;       // [n_tokens, kv*head_dim]
   std::vector<float> attn_;    // [n_tokens, q*head_dim]
   std::vector<float> gate_;    // [n_tokens, ff]

@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/engine.h"
+#include "serve/generate.h"
 #include "test_util.h"
 
 using namespace parallama;
@@ -69,12 +70,9 @@ Fixture* load_kv_q8_0() {
   return f;
 }
 
-#define REQUIRE_MODEL(fx)                                                          \
-  do {                                                                             \
-    if (!(fx)->engine) {                                                           \
-      if (std::getenv("PARALLAMA_REQUIRE_MODEL")) FAIL() << "default model missing"; \
-      GTEST_SKIP() << "default model not downloaded";                              \
-    }                                                                              \
+#define REQUIRE_MODEL(fx)                                                  \
+  do {                                                                     \
+    if (!(fx)->engine) FAIL() << test::missing_model_message();            \
   } while (0)
 
 // Number of steps that agree; fails the test if a disagreement is not a near-tie.
@@ -98,11 +96,11 @@ int compare_greedy(const json& c, const std::vector<int32_t>& got, float near_ti
   return agreed;
 }
 
-GenerateRequest greedy_request(const json& c) {
-  GenerateRequest r;
+Request greedy_request(const json& c) {
+  Request r;
   r.prompt = c["prompt_tokens"].get<std::vector<int32_t>>();
   r.max_tokens = static_cast<int32_t>(c["steps"].size());
-  r.stop_at_eog = false;  // the reference decodes through end-of-generation tokens
+  r.ignore_eos = true;  // the reference decodes through end-of-generation tokens
   return r;
 }
 
@@ -119,21 +117,26 @@ TEST(LlamaCppMatch, TokenizerGivesTheSamePromptIds) {
 }
 
 // Each prompt generated alone, compared step by step until a near-tie.
-void greedy_one_by_one(Fixture* fx, const char* label) {
+// min_agreed: a floor just under the lowest count measured over the kernel
+// paths (PARALLAMA_ISA=avx512vnni/avx512/avx2/scalar, 2 threads): a near-tie
+// flip early in a prompt ends that prompt's comparison, so the count moves by
+// tens of steps between paths.
+void greedy_one_by_one(Fixture* fx, const char* label, int min_agreed) {
   int total = 0, agreed = 0;
   for (const json& c : fx->cases) {
-    auto res = fx->engine->generate({greedy_request(c)});
+    auto res = generate(*fx->engine, {greedy_request(c)});
     agreed += compare_greedy(c, res[0].tokens, fx->near_tie);
     total += static_cast<int>(c["steps"].size());
   }
   std::printf("%s: agreed on %d of %d greedy steps (the rest follow a near-tie)\n", label, agreed, total);
-  EXPECT_GT(agreed, 0);
+  EXPECT_GE(agreed, min_agreed) << label;
 }
 
 TEST(LlamaCppMatch, GreedyContinuationsOneByOne) {
   Fixture* fx = load();
   REQUIRE_MODEL(fx);
-  greedy_one_by_one(fx, "f16 cache");
+  // Measured (of 448): 284 avx512vnni, 284 avx512, 257 avx2, 233 scalar.
+  greedy_one_by_one(fx, "f16 cache", 230);
 }
 
 // Fed llama.cpp's own tokens, our argmax must be llama.cpp's at every step of
@@ -189,7 +192,8 @@ TEST(LlamaCppMatch, Q8_0CacheTeacherForcedArgmaxEveryStep) {
 TEST(LlamaCppMatch, Q8_0CacheGreedyContinuations) {
   Fixture* fx = load_kv_q8_0();
   REQUIRE_MODEL(fx);
-  greedy_one_by_one(fx, "q8_0 cache");
+  // Measured (of 448): 178 avx512vnni, 216 avx512, 187 avx2, 196 scalar.
+  greedy_one_by_one(fx, "q8_0 cache", 175);
 }
 
 // All prompts in one batch (different lengths, shared paged cache) give the
@@ -197,11 +201,15 @@ TEST(LlamaCppMatch, Q8_0CacheGreedyContinuations) {
 TEST(LlamaCppMatch, GreedyContinuationsAsOneBatch) {
   Fixture* fx = load();
   REQUIRE_MODEL(fx);
-  std::vector<GenerateRequest> reqs;
+  std::vector<Request> reqs;
   for (const json& c : fx->cases) reqs.push_back(greedy_request(c));
-  auto res = fx->engine->generate(reqs);
+  auto res = generate(*fx->engine, reqs);
   ASSERT_EQ(res.size(), fx->cases.size());
-  for (size_t i = 0; i < res.size(); ++i) compare_greedy(fx->cases[i], res[i].tokens, fx->near_tie);
+  int agreed = 0;
+  for (size_t i = 0; i < res.size(); ++i)
+    agreed += compare_greedy(fx->cases[i], res[i].tokens, fx->near_tie);
+  // Measured (of 448), as one by one: 284 avx512vnni, 284 avx512, 257 avx2, 233 scalar.
+  EXPECT_GE(agreed, 230);
 }
 
 // First-step logits over the whole vocabulary, within the noise floor

@@ -37,7 +37,7 @@ class DefaultModel : public ::testing::Test {
  protected:
   void SetUp() override {
     path_ = test::default_model_path();
-    if (path_.empty()) GTEST_SKIP() << "default model not downloaded";
+    if (path_.empty()) FAIL() << test::missing_model_message();
     fx_ = load_fixture();
     f_ = GgufFile::open(path_);
   }

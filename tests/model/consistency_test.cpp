@@ -71,7 +71,7 @@ void check_model(const std::string& path) {
 
 TEST(ForwardConsistency, PrefillEqualsStepwiseOnDefaultModel) {
   const std::string m = test::default_model_path();
-  if (m.empty()) GTEST_SKIP() << "default model not downloaded";
+  if (m.empty()) FAIL() << test::missing_model_message();
   check_model(m);
 }
 

@@ -10,6 +10,7 @@
 
 #include "core/check.h"
 #include "engine/engine.h"
+#include "serve/generate.h"
 #include "model/synthetic_model.h"
 #include "test_util.h"
 
@@ -56,11 +57,11 @@ void check_case(const json& c, const std::string& path, int thread_shards) {
   opt.thread_shards = thread_shards;
   auto e = Engine::load(path, opt);
 
-  GenerateRequest r;
+  Request r;
   r.prompt = c["prompt_tokens"].get<std::vector<int32_t>>();
   r.max_tokens = static_cast<int32_t>(c["steps"].size());
-  r.stop_at_eog = false;
-  auto res = e->generate({r});
+  r.ignore_eos = true;
+  auto res = generate(*e, {r});
   int agreed = 0;
   for (size_t i = 0; i < c["steps"].size(); ++i) {
     const int32_t want = c["steps"][i]["token"];

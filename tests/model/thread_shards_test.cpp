@@ -106,7 +106,7 @@ TEST(ThreadShards, ExactSplitsMatchOneThreadBitForBit) {
 
 TEST(ThreadShards, DefaultModelMatchesOneThreadBitForBit) {
   const std::string m = test::default_model_path();
-  if (m.empty()) GTEST_SKIP() << "default model not downloaded";
+  if (m.empty()) FAIL() << test::missing_model_message();
   const auto ref = run(m, 1, 1, 1);
   expect_same_bits(run(m, 2, -1, 2), ref, "auto (2 shards)");
   expect_same_bits(run(m, 3, 3, 3), ref, "3 shards");

@@ -28,6 +28,7 @@
 
 #include "core/check.h"
 #include "engine/engine.h"
+#include "serve/generate.h"
 #include "model/synthetic_model.h"
 #include "parallel/communicator.h"
 #include "parallel/mpi_communicator.h"
@@ -186,18 +187,18 @@ int main(int argc, char** argv) {
         {100, 200, 50, 25},
         {7},
         {42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65}};
-    std::vector<GenerateRequest> reqs;
+    std::vector<Request> reqs;
     for (const auto& p : prompts) {
-      GenerateRequest r;
+      Request r;
       for (int32_t t : p) r.prompt.push_back(t % cfg.n_vocab);
       r.max_tokens = steps;
-      r.stop_at_eog = false;
+      r.ignore_eos = true;
       reqs.push_back(r);
     }
     int unaligned = row_splits_block_aligned(*f, cfg, w) ? 0 : 1;
     comms.world->all_reduce_sum(&unaligned, 1);
     auto logits = staged_prefill(*e, par, reqs[0].prompt);
-    auto res = e->generate(reqs);
+    auto res = generate(*e, reqs);
 
     if (w.rank == 0) {
       EngineOptions o1 = opt;

@@ -113,7 +113,7 @@ TEST(ChatTemplate, KeepsSourceAndMoves) {
 
 TEST(ChatTemplate, DefaultModelTemplateIsTheFixture) {
   std::string path = test::default_model_path();
-  if (path.empty()) GTEST_SKIP() << "default model not downloaded";
+  if (path.empty()) FAIL() << test::missing_model_message();
   auto gguf = GgufFile::open(path);
   std::string src = gguf->get_string("tokenizer.chat_template");
   EXPECT_EQ(src, read_file(test::fixture_path("chat/smollm2.jinja")));

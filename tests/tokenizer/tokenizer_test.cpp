@@ -77,7 +77,9 @@ class SmolLM2Tokenizer : public ::testing::Test {
     fixture_ = nullptr;
   }
   void SetUp() override {
-    if (!tok_) GTEST_SKIP() << "default model (SmolLM2-135M-Instruct) not available";
+    if (test::default_model_path().empty()) FAIL() << test::missing_model_message();
+    // PARALLAMA_MODEL names another model: the fixture is SmolLM2-135M-Instruct's.
+    if (!tok_) GTEST_SKIP() << "PARALLAMA_MODEL is not the fixture's model (SmolLM2-135M-Instruct)";
   }
   static json* fixture_;
   static GgufFile* file_;

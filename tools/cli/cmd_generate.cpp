@@ -11,6 +11,8 @@
 #include "core/check.h"
 #include "engine/engine.h"
 #include "cli/parallel_run.h"
+#include "cli/serve_options.h"
+#include "serve/generate.h"
 #include "parallel/launcher.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/stream_decoder.h"
@@ -35,6 +37,7 @@ struct GenerateArgs {
   int thread_shards = -1;
   std::string kv_type = "f16";
   ParallelArgs par;
+  ServeArgs serve;
 };
 
 std::vector<int32_t> build_prompt(const Engine& e, const GenerateArgs& a, const std::string& text) {
@@ -68,24 +71,25 @@ int run_generate_on(const GenerateArgs& a, ParallelRun* run) {
   opt.repack = !a.no_repack;
   opt.thread_shards = a.thread_shards;
   opt.kv_type = parse_kv_type(a.kv_type);
+  const ServeConfig scfg = apply_serve_options(a.serve, opt);
   opt.progress = leader && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO) && !a.json;
   auto engine = Engine::load(a.model.empty() ? default_model_path() : a.model, opt,
                              run ? &run->setup() : nullptr);
   if (run) run->print_layout(*engine);
 
-  std::vector<GenerateRequest> reqs;
+  std::vector<Request> reqs;
   for (size_t i = 0; i < prompts.size(); ++i) {
-    GenerateRequest r;
+    Request r;
     r.prompt = build_prompt(*engine, a, prompts[i]);
     r.max_tokens = a.n_predict;
     r.sampling = a.sp;
-    r.stop_at_eog = !a.ignore_eos;
+    r.ignore_eos = a.ignore_eos;
     reqs.push_back(std::move(r));
   }
   const bool stream = leader && !a.json && prompts.size() == 1;
   StreamDecoder dec(engine->tokenizer());
   GenerateStats st;
-  auto res = engine->generate(reqs, &st, [&](size_t, int32_t tok) {
+  auto res = generate(*engine, reqs, scfg, &st, [&](size_t, int32_t tok) {
     if (!stream || engine->tokenizer().is_eog(tok)) return;
     std::cout << dec.push(tok) << std::flush;
   });
@@ -163,6 +167,7 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
       ->capture_default_str();
   c->add_option("--kv-type", a->kv_type, "KV cache element type: f16, f32 or q8_0")->capture_default_str();
   add_parallel_options(c, a->par);
+  add_serve_options(c, a->serve);
   c->callback([a, &run] { run = [a] { return run_generate(*a); }; });
 }
 

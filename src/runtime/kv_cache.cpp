@@ -62,7 +62,7 @@ GgmlType KvCache::row_type() const {
   return GgmlType::F32;
 }
 
-KvCache::KvCache(const KvCacheShape& s) : shape_(s), alloc_(s.n_blocks) {
+KvCache::KvCache(const KvCacheShape& s) : shape_(s) {
   PL_CHECK(s.n_layers > 0 && s.block_size > 0 && s.n_kv_heads > 0 && s.head_dim > 0);
   if (s.type == KvType::kQ8_0 && s.head_dim % 32 != 0)
     PL_THROW("a q8_0 KV cache needs head_dim a multiple of 32 (got " << s.head_dim << "); use --kv-type f16");

@@ -1,7 +1,10 @@
 // Paged KV cache: fixed-size blocks from one pool, shared by all sequences.
-// A sequence owns a block table (list of block ids); token at position p lives
-// in block table[p / block_size] at slot p % block_size. Sequences of any
-// length share the pool without copies; freeing returns blocks to the pool.
+// A sequence has a block table (list of block ids); token at position p lives
+// in block table[p / block_size] at slot p % block_size. KvCache is the tensor
+// storage only: it writes and reads whatever blocks a table names. Which ids a
+// sequence holds is decided elsewhere: by the serving engine's BlockPool
+// (runtime/block_pool.h: refcounts, prefix caching) on world rank 0, or, in
+// tests that drive the forward pass directly, by a BlockAllocator.
 #pragma once
 
 #include <cstddef>
@@ -14,7 +17,8 @@
 
 namespace parallama {
 
-// Free-list allocator of block ids; pure bookkeeping, no tensor memory.
+// Free-list allocator of block ids for tests and tools that drive the forward
+// pass by hand; pure bookkeeping, no tensor memory, no sharing.
 class BlockAllocator {
  public:
   explicit BlockAllocator(int32_t n_blocks);
@@ -28,23 +32,6 @@ class BlockAllocator {
   int32_t n_blocks_;
   std::vector<int32_t> free_;  // stack of free ids
   std::vector<uint8_t> used_;  // [n_blocks] guards against double free
-};
-
-// The block tables of a group of sequences; all blocks go back to the
-// allocator when it is destroyed, whatever happened in between.
-class SequenceBlocks {
- public:
-  SequenceBlocks(BlockAllocator& a, size_t n_seqs) : alloc_(a), tables_(n_seqs) {}
-  ~SequenceBlocks() {
-    for (auto& t : tables_) alloc_.release(t);
-  }
-  SequenceBlocks(const SequenceBlocks&) = delete;
-  SequenceBlocks& operator=(const SequenceBlocks&) = delete;
-  std::vector<int32_t>& operator[](size_t i) { return tables_[i]; }
-
- private:
-  BlockAllocator& alloc_;
-  std::vector<std::vector<int32_t>> tables_;
 };
 
 // Element type of cached K and V. F16 (llama.cpp's default) halves the bytes a
@@ -71,7 +58,6 @@ class KvCache {
  public:
   explicit KvCache(const KvCacheShape& shape);
   const KvCacheShape& shape() const { return shape_; }
-  BlockAllocator& allocator() { return alloc_; }
   int32_t block_size() const { return shape_.block_size; }
 
   KvType type() const { return shape_.type; }
@@ -112,7 +98,6 @@ class KvCache {
     return layer * per_layer + head * per_head + block * per_block;
   }
   KvCacheShape shape_;
-  BlockAllocator alloc_;
   size_t bytes_per_tensor_ = 0;
   size_t row_bytes_ = 0;  // row_size(row_type(), head_dim), read per block pointer
   HugeRegion k_;  // [n_layers, n_kv_heads, n_blocks, block_size * head_dim] of type(), zeroed

@@ -151,7 +151,8 @@ void teacher_forced_argmax(Fixture* fx) {
     const int32_t n_prompt = static_cast<int32_t>(seq.size());
     for (const json& st : c["steps"]) seq.push_back(st["token"]);
     std::vector<int32_t> table;
-    ASSERT_TRUE(e.kv().allocator().reserve(table, int32_t(seq.size()), e.kv().block_size()));
+    BlockAllocator alloc(e.kv().shape().n_blocks);
+    ASSERT_TRUE(alloc.reserve(table, int32_t(seq.size()), e.kv().block_size()));
     Batch b;
     b.add_seq(seq.data(), n_prompt, 0, &table);
     std::vector<float> logits;
@@ -170,7 +171,7 @@ void teacher_forced_argmax(Fixture* fx) {
       b.clear();
       b.add_seq(&seq[n_prompt + i], 1, n_prompt + static_cast<int32_t>(i), &table);
     }
-    e.kv().allocator().release(table);
+    alloc.release(table);
   }
   std::printf("teacher forced: %d steps checked, %d near-ties exempt\n", checked, exempt);
   EXPECT_GT(checked, exempt);
@@ -229,7 +230,7 @@ TEST(LlamaCppMatch, FirstStepLogits) {
 
     std::vector<int32_t> table;
     const auto prompt = c["prompt_tokens"].get<std::vector<int32_t>>();
-    auto& alloc = fx->engine->kv().allocator();
+    BlockAllocator alloc(fx->engine->kv().shape().n_blocks);
     ASSERT_TRUE(alloc.reserve(table, static_cast<int32_t>(prompt.size()), 16));
     Batch b;
     b.add_seq(prompt.data(), static_cast<int32_t>(prompt.size()), 0, &table);

@@ -17,8 +17,9 @@ namespace {
 std::vector<float> run(Engine& e, const std::vector<std::vector<int32_t>>& seqs, bool stepwise) {
   const int32_t V = e.config().n_vocab;
   std::vector<std::vector<int32_t>> tables(seqs.size());
+  BlockAllocator alloc(e.kv().shape().n_blocks);
   for (size_t i = 0; i < seqs.size(); ++i)
-    EXPECT_TRUE(e.kv().allocator().reserve(tables[i], int32_t(seqs[i].size()), e.kv().block_size()));
+    EXPECT_TRUE(alloc.reserve(tables[i], int32_t(seqs[i].size()), e.kv().block_size()));
   std::vector<float> out, logits;
   Batch b;
   if (!stepwise) {
@@ -36,7 +37,7 @@ std::vector<float> run(Engine& e, const std::vector<std::vector<int32_t>>& seqs,
       out.insert(out.end(), logits.begin(), logits.begin() + V);
     }
   }
-  for (auto& t : tables) e.kv().allocator().release(t);
+  for (auto& t : tables) alloc.release(t);
   return out;
 }
 
@@ -99,7 +100,8 @@ TEST(ForwardConsistency, MalformedBatchIsRefused) {
     auto e = Engine::load(p, opt);
     ASSERT_EQ(e->thread_shards(), shards);
     std::vector<int32_t> table;
-    ASSERT_TRUE(e->kv().allocator().reserve(table, 8, e->kv().block_size()));
+    BlockAllocator alloc(e->kv().shape().n_blocks);
+    ASSERT_TRUE(alloc.reserve(table, 8, e->kv().block_size()));
     std::vector<float> logits;
     const std::vector<int32_t> ids = {1, 2, 3, 4};
     Batch b;
@@ -118,6 +120,6 @@ TEST(ForwardConsistency, MalformedBatchIsRefused) {
     ok.add_seq(ids.data(), 4, 0, &table);
     e->forward(ok, logits);
     EXPECT_EQ(logits.size(), static_cast<size_t>(e->config().n_vocab));
-    e->kv().allocator().release(table);
+    alloc.release(table);
   }
 }

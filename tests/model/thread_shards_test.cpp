@@ -33,8 +33,9 @@ std::vector<float> run(const std::string& path, int threads, int shards, int exp
   std::vector<int32_t> prompt;
   for (int i = 0; i < 13; ++i) prompt.push_back(1 + (i * 37) % (V - 1));
   std::vector<int32_t> t0, t1;
-  PL_CHECK(e->kv().allocator().reserve(t0, 32, e->kv().block_size()));
-  PL_CHECK(e->kv().allocator().reserve(t1, 32, e->kv().block_size()));
+  BlockAllocator alloc(e->kv().shape().n_blocks);
+  PL_CHECK(alloc.reserve(t0, 32, e->kv().block_size()));
+  PL_CHECK(alloc.reserve(t1, 32, e->kv().block_size()));
   std::vector<float> all, logits;
   Batch b;
   b.add_seq(prompt.data(), 13, 0, &t0);
@@ -56,8 +57,8 @@ std::vector<float> run(const std::string& path, int threads, int shards, int exp
   b.add_seq(prompt.data() + 3, 7, 0, &t1);
   e->forward(b, logits);
   all.insert(all.end(), logits.begin(), logits.end());
-  e->kv().allocator().release(t0);
-  e->kv().allocator().release(t1);
+  alloc.release(t0);
+  alloc.release(t1);
   return all;
 }
 

@@ -92,7 +92,8 @@ bool row_splits_block_aligned(const GgufFile& f, const ModelConfig& cfg, const W
 std::vector<float> staged_prefill(Engine& e, const ParallelSetup& p, const std::vector<int32_t>& prompt) {
   const WorldConfig& w = p.world;
   std::vector<int32_t> table;
-  PL_CHECK(e.kv().allocator().reserve(table, int32_t(prompt.size()), e.kv().block_size()));
+  BlockAllocator alloc(e.kv().shape().n_blocks);
+  PL_CHECK(alloc.reserve(table, int32_t(prompt.size()), e.kv().block_size()));
   Batch b;
   b.add_seq(prompt.data(), int32_t(prompt.size()), 0, &table);
   StageIO io;
@@ -103,7 +104,7 @@ std::vector<float> staged_prefill(Engine& e, const ParallelSetup& p, const std::
   }
   e.model().forward(b, e.kv(), io, e.pool());
   if (!w.is_last_stage()) p.pipe->send(io.hidden.data(), n_hidden * 4, w.next_stage_rank(), 7);
-  e.kv().allocator().release(table);
+  alloc.release(table);
   std::vector<float> logits(e.config().n_vocab);
   const int src = WorldConfig::world_rank_of(w.tp, w.pp - 1, 0);
   if (w.rank == src && src != 0) p.pipe->send(io.logits.data(), logits.size() * 4, 0, 8);
@@ -126,7 +127,8 @@ struct Greedy {
 Greedy reference_greedy(Engine& e, const std::vector<int32_t>& prompt, int steps) {
   const int32_t V = e.config().n_vocab;
   std::vector<int32_t> table;
-  PL_CHECK(e.kv().allocator().reserve(table, int32_t(prompt.size()) + steps, e.kv().block_size()));
+  BlockAllocator alloc(e.kv().shape().n_blocks);
+  PL_CHECK(alloc.reserve(table, int32_t(prompt.size()) + steps, e.kv().block_size()));
   Greedy g;
   Batch b;
   b.add_seq(prompt.data(), int32_t(prompt.size()), 0, &table);
@@ -147,7 +149,7 @@ Greedy reference_greedy(Engine& e, const std::vector<int32_t>& prompt, int steps
     b.clear();
     b.add_seq(&g.tokens.back(), 1, int32_t(prompt.size()) + s, &table);
   }
-  e.kv().allocator().release(table);
+  alloc.release(table);
   return g;
 }
 
@@ -206,11 +208,12 @@ int main(int argc, char** argv) {
       std::vector<float> want;
       {
         std::vector<int32_t> table;
-        PL_CHECK(ref->kv().allocator().reserve(table, int32_t(reqs[0].prompt.size()), 16));
+        BlockAllocator alloc(ref->kv().shape().n_blocks);
+        PL_CHECK(alloc.reserve(table, int32_t(reqs[0].prompt.size()), 16));
         Batch b;
         b.add_seq(reqs[0].prompt.data(), int32_t(reqs[0].prompt.size()), 0, &table);
         ref->forward(b, want);
-        ref->kv().allocator().release(table);
+        alloc.release(table);
       }
       double max_diff = 0, scale = 0;
       for (size_t i = 0; i < want.size(); ++i) {

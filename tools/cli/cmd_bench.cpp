@@ -5,11 +5,19 @@
 // all that a step reads). With --paired-reads, the empty-context steps run once
 // more in groups, each group between two plain reads of a buffer beyond the
 // caches: decode speed next to the bandwidth of the same moment (see below).
-#include <chrono>
+//
+// A client of the serving engine (serve/generate.h), one request at a time:
+// the times are taken in the token callback, which runs on the engine thread
+// between steps. pp: from submission to the first token of a request whose
+// prompt is N pseudo-random tokens (one step: the prompt fits the step's token
+// budget); tg @ dN: from that token to the last of gen_tokens more (one decode
+// step each); tg: the same for a request with a one-token prompt.
+// `parallama bench throughput` (cmd_bench_throughput.cpp) is the many-request
+// counterpart.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <memory>
-#include <tuple>
 #include <utility>
 #include <nlohmann/json.hpp>
 
@@ -19,6 +27,7 @@
 #include "core/clock.h"
 #include "core/cpu_isa.h"
 #include "engine/engine.h"
+#include "serve/generate.h"
 
 namespace parallama::cli {
 
@@ -37,39 +46,51 @@ struct BenchArgs {
   int paired_mib = 256;
 };
 
-
-int32_t argmax(const float* x, int32_t n) {
-  int32_t best = 0;
-  for (int32_t i = 1; i < n; ++i)
-    if (x[i] > x[best]) best = i;
-  return best;
-}
-
-// The sequence of `table`, n single-token steps at positions [pos0, pos0 + n), each
-// step fed the argmax of the one before (starting from tok); returns the last argmax
-// and the elapsed seconds. The batch and logits are the caller's, reused.
-std::pair<int32_t, double> decode_steps(Engine& e, std::vector<int32_t>& table, int32_t tok, int32_t pos0,
-                                        int n, Batch& b, std::vector<float>& logits) {
-  const int32_t V = e.config().n_vocab;
+// One greedy request through the serving engine that generates n_steps + 1
+// tokens (ignoring end-of-generation): the first from the prompt, then one per
+// decode step. on_step(n) runs in the token callback after the n-th token
+// (n = 1 .. n_steps + 1). Returns the submission time.
+double run_request(Engine& e, const ServeConfig& cfg, std::vector<int32_t> prompt, int n_steps,
+                   const std::function<void(int)>& on_step) {
+  Request r;
+  r.prompt = std::move(prompt);
+  r.max_tokens = n_steps + 1;
+  r.ignore_eos = true;
+  int n = 0;
   const double t0 = now_seconds();
-  for (int i = 0; i < n; ++i) {
-    b.clear();
-    b.add_seq(&tok, 1, pos0 + i, &table);
-    e.forward(b, logits);
-    tok = argmax(logits.data(), V);
-  }
-  return {tok, now_seconds() - t0};
+  auto res = generate(e, {r}, cfg, nullptr, [&](size_t, int32_t) { on_step(++n); });
+  PL_CHECK_MSG(res.size() == 1 && n == n_steps + 1,
+               "bench request ended after " << n << " tokens, expected " << n_steps + 1);
+  return t0;
 }
 
-// Decode steps from position 0 in `groups` groups of gen_tokens / groups steps, a
-// plain read of `mib` MiB (every load width, the fastest counts) before each group
-// and after the last. Why: the bound of decode is the read bandwidth, and on a
+// Timings of one request: submission to first token, first to last token.
+struct RequestTimes {
+  double first_s = 0;   // submission -> first token (the prompt's step)
+  double decode_s = 0;  // first token -> last token (n_steps decode steps)
+};
+
+RequestTimes timed_request(Engine& e, const ServeConfig& cfg, std::vector<int32_t> prompt, int n_steps) {
+  double t_first = 0, t_last = 0;
+  const double t0 = run_request(e, cfg, std::move(prompt), n_steps, [&](int n) {
+    const double t = now_seconds();
+    if (n == 1) t_first = t;
+    t_last = t;
+  });
+  return {t_first - t0, t_last - t_first};
+}
+
+// Decode steps from an empty context (a one-token prompt) in `groups` groups of
+// gen_tokens / groups steps, a plain read of `mib` MiB (every load width, the
+// fastest counts) before each group and after the last. The reads run in the
+// token callback, between engine steps, on the engine's threads; each group's time
+// leaves them out. Why: the bound of decode is the read bandwidth, and on a
 // shared VM that moves by 2x within a minute, so readings seconds away from the
 // steps (`parallama membw` between runs) leave a wide spread; a group and its two
 // readings lie within ~0.1 s. Each read also empties the caches of weights, so a
 // group starts from memory as the bound assumes.
-nlohmann::json paired_decode(Engine& e, std::vector<int32_t>& table, int32_t tok, int gen_tokens, int groups,
-                             int mib, Batch& b, std::vector<float>& logits) {
+nlohmann::json paired_decode(Engine& e, const ServeConfig& cfg, int32_t tok, int gen_tokens, int groups,
+                             int mib) {
   const int k = gen_tokens / groups;
   ReadBandwidth rb([&e](const std::function<void(int, int)>& fn) { e.run_on_threads(fn); }, e.threads(), mib);
   const std::vector<LoadWidth> widths = load_widths(active_cpu_isa());
@@ -80,13 +101,15 @@ nlohmann::json paired_decode(Engine& e, std::vector<int32_t>& table, int32_t tok
     return best;
   };
   std::vector<double> reads, group_s;
-  reads.push_back(reading());
-  for (int g = 0; g < groups; ++g) {
-    double dt = 0;
-    std::tie(tok, dt) = decode_steps(e, table, tok, g * k, k, b, logits);
-    group_s.push_back(dt);
-    reads.push_back(reading());
-  }
+  double t_group = 0;
+  // Token n (1-based) ends decode step n - 1; a group ends every k steps.
+  run_request(e, cfg, {tok}, groups * k, [&](int n) {
+    if (n > 1 && (n - 1) % k == 0) group_s.push_back(now_seconds() - t_group);
+    if (n == 1 || (n - 1) % k == 0) {
+      reads.push_back(reading());
+      t_group = now_seconds();
+    }
+  });
   return {{"mib", mib}, {"group_tokens", k}, {"group_s", group_s}, {"read_gb_s", reads},
           {"checksum", rb.checksum()}};
 }
@@ -104,16 +127,19 @@ int run_bench(const BenchArgs& a) {
   opt.kv_type = parse_kv_type(a.kv_type);
   auto e = Engine::load(a.model.empty() ? default_model_path() : a.model, opt);
   const int32_t V = e->config().n_vocab;
-  std::vector<int32_t> table;
-  BlockAllocator& alloc = e->kv().allocator();
-  PL_CHECK(alloc.reserve(table, opt.n_ctx, e->kv().block_size()));
-  std::vector<float> logits;
-  Batch b;
+  if (V <= 200) PL_THROW("bench needs a vocabulary of more than 200 tokens, the model has " << V);
 
-  // Warm-up: one short batch so first-touch costs stay out of the timings.
-  std::vector<int32_t> warm = {1, 2, 3, 4};
-  b.add_seq(warm.data(), 4, 0, &table);
-  e->forward(b, logits);
+  // One request at a time, its prompt in one step, nothing shared between them
+  // (each request computes its whole prompt), every position up to n_ctx allowed.
+  ServeConfig cfg;
+  cfg.prefix_caching = false;
+  cfg.max_model_len = opt.n_ctx;
+  cfg.sched.max_num_seqs = 1;
+  cfg.sched.max_num_batched_tokens = std::max(a.prompt_tokens, 16);
+
+  // Warm-up: a short prompt and one decode step, so first-touch costs stay out
+  // of the timings.
+  run_request(*e, cfg, {1, 2, 3, 4}, 1, [](int) {});
 
   // Deterministic pseudo-random prompt ids, away from the special tokens.
   std::vector<int32_t> prompt(a.prompt_tokens);
@@ -122,22 +148,13 @@ int run_bench(const BenchArgs& a) {
     s = s * 1664525u + 1013904223u;
     t = 100 + static_cast<int32_t>((s >> 8) % static_cast<uint32_t>(V - 200));
   }
-  b.clear();
-  b.add_seq(prompt.data(), a.prompt_tokens, 0, &table);
-  double t0 = now_seconds();
-  e->forward(b, logits);
-  const double pp_s = now_seconds() - t0;
-
-  int32_t tok = argmax(logits.data(), V);
-  double tg_s = 0, tg0_s = 0;
-  std::tie(tok, tg_s) = decode_steps(*e, table, tok, a.prompt_tokens, a.gen_tokens, b, logits);
-  // The same steps from position 0: a new sequence in the same blocks (each step
-  // attends only to the positions this loop has written).
-  std::tie(tok, tg0_s) = decode_steps(*e, table, tok, 0, a.gen_tokens, b, logits);
+  const int32_t tok0 = prompt.front();
+  const RequestTimes deep = timed_request(*e, cfg, std::move(prompt), a.gen_tokens);
+  const double pp_s = deep.first_s, tg_s = deep.decode_s;
+  // The same steps from position 0: a one-token prompt, then gen_tokens decode steps.
+  const double tg0_s = timed_request(*e, cfg, {tok0}, a.gen_tokens).decode_s;
   nlohmann::json paired;
-  if (a.paired_reads > 0)
-    paired = paired_decode(*e, table, tok, a.gen_tokens, a.paired_reads, a.paired_mib, b, logits);
-  alloc.release(table);
+  if (a.paired_reads > 0) paired = paired_decode(*e, cfg, tok0, a.gen_tokens, a.paired_reads, a.paired_mib);
 
   nlohmann::json out = {{"model", e->file().path()},
                         {"threads", e->threads()},
@@ -194,7 +211,13 @@ void add_bench(CLI::App& app, std::function<int()>& run) {
       ->capture_default_str();
   c->add_option("--paired-mib", a->paired_mib, "Buffer of the paired reads (beyond the caches)")
       ->capture_default_str();
-  c->callback([a, &run] { run = [a] { return run_bench(*a); }; });
+  add_bench_throughput(c, run);
+  // CLI11 runs this callback after a chosen `bench throughput`'s own one: leave
+  // `run` to the subcommand then.
+  c->callback([a, c, &run] {
+    if (!c->get_subcommands().empty()) return;
+    run = [a] { return run_bench(*a); };
+  });
 }
 
 }  // namespace parallama::cli

@@ -18,6 +18,9 @@ void add_generate(CLI::App& app, std::function<int()>& run);
 void add_tokenize(CLI::App& app, std::function<int()>& run);
 void add_info(CLI::App& app, std::function<int()>& run);
 void add_bench(CLI::App& app, std::function<int()>& run);
+// `bench throughput` under `bench` (its parent): many requests at once through the
+// serving engine; sets `run` when chosen.
+void add_bench_throughput(CLI::App* bench, std::function<int()>& run);
 void add_synth(CLI::App& app, std::function<int()>& run);
 void add_membw(CLI::App& app, std::function<int()>& run);
 

@@ -43,7 +43,7 @@ struct EngineOptions {
   // threads. -1 (auto): the most shards that divide the threads, are at most
   // the model's KV heads and give the single-shard result bit for bit
   // (LlamaModel::split_is_exact); 1 when none does. Measured on 2 cores only
-  // (docs/PERF.md); on big machines fewer shards with several threads each
+  // (git history of docs/PERF.md); on big machines fewer shards with several threads each
   // may do better.
   int thread_shards = -1;
 };

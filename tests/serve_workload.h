@@ -21,6 +21,7 @@ inline std::vector<Request> mixed_requests(int32_t V) {
     for (int i = 0; i < n; ++i) q.prompt.push_back(3 + (i * 31 + r * 17) % (V - 10));
     q.max_tokens = 6 + (r * 7) % 19;
     q.ignore_eos = true;
+    if (r % 4 == 1) q.logprobs = 2;  // travels back from the last stage under PP
     if (r % 5 == 2) {
       q.sampling.temperature = 0.8f;
       q.sampling.top_k = 40;

@@ -13,7 +13,7 @@ namespace {
 
 constexpr int kTagPlan = 111;    // uint64 size, then the serialized StepPlan
 constexpr int kTagHidden = 112;  // [n_tokens, n_embd] f32, stage to stage
-constexpr int kTagTokens = 113;  // int32 count, then [count] sampled ids, last stage -> rank 0
+constexpr int kTagTokens = 113;  // uint64 size, then StepExecutor::pack bytes, last stage -> rank 0
 
 bool samples_here(const Engine& e) {
   const ParallelSetup* par = e.parallel();
@@ -73,6 +73,8 @@ uint64_t ServingEngine::add_request(Request req, TokenCallback on_token) {
   if (req.max_tokens < 0) PL_THROW("max_tokens must be >= 0, got " << req.max_tokens);
   for (int32_t t : req.stop_token_ids)
     if (t < 0 || t >= V) PL_THROW("stop token id " << t << " is outside the vocabulary [0, " << V << ")");
+  if (req.logprobs < -1 || req.logprobs > kMaxTopLogprobs)
+    PL_THROW("logprobs must be in [0, " << kMaxTopLogprobs << "], got " << req.logprobs);
   validate(req.sampling);
   std::lock_guard<std::mutex> lock(mu_);
   const uint64_t id = next_id_++;
@@ -157,6 +159,7 @@ void ServingEngine::finish(Sequence& s, FinishReason why) {
     ev.finish = why;
     ev.n_prompt = s.n_prompt;
     ev.n_cached = std::max(0, s.n_cached_first);
+    ev.queue_s = s.t_admitted > 0 ? s.t_admitted - s.t_arrival : now_seconds() - s.t_arrival;
     if (s.on_token) s.on_token(ev);
   } else {
     ++stats_.finished;
@@ -171,7 +174,7 @@ StepPlan ServingEngine::make_plan(const std::vector<ScheduledSeq>& step) {
   for (const ScheduledSeq& it : step) {
     Sequence& s = *it.seq;
     if (!s.announced) {
-      p.added.push_back({s.id, s.req.sampling, s.req.prompt});
+      p.added.push_back({s.id, s.req.sampling, s.req.logprobs, s.req.prompt});
       s.announced = true;
     }
     PlanItem item;
@@ -222,6 +225,7 @@ bool ServingEngine::launch() {
   for (size_t i = before; i < running_.size(); ++i) {
     const Sequence& s = *running_[i];
     if (s.n_preempted > 0) continue;
+    running_[i]->t_admitted = now_seconds();
     stats_.prompt_tokens += s.n_prompt;
     stats_.cached_prompt_tokens += s.n_cached_first;
   }
@@ -260,7 +264,7 @@ bool ServingEngine::launch() {
   return true;
 }
 
-void ServingEngine::complete(InFlight& mb, const std::vector<int32_t>& tokens) {
+void ServingEngine::complete(InFlight& mb, const std::vector<SampledToken>& tokens) {
   const double now = now_seconds();
   const Tokenizer& tok = engine_.tokenizer();
   size_t k = 0;
@@ -268,7 +272,8 @@ void ServingEngine::complete(InFlight& mb, const std::vector<int32_t>& tokens) {
     Sequence& s = *mb.step[i].seq;
     s.in_flight = false;
     const bool sampled = mb.plan.items[i].want_logits;
-    const int32_t t = sampled ? tokens.at(k++) : -1;
+    const SampledToken* st = sampled ? &tokens.at(k++) : nullptr;
+    const int32_t t = st ? st->token : -1;
     if (s.abort_requested) {
       finish(s, FinishReason::kAbort);
       continue;
@@ -287,10 +292,13 @@ void ServingEngine::complete(InFlight& mb, const std::vector<int32_t>& tokens) {
     TokenEvent ev;
     ev.request_id = s.id;
     ev.token = t;
+    ev.logprob = st->logprob;
+    ev.top_logprobs = st->top;
     ev.n_generated = s.n_generated();
     ev.finish = why;
     ev.n_prompt = s.n_prompt;
     ev.n_cached = std::max(0, s.n_cached_first);
+    ev.queue_s = s.t_admitted - s.t_arrival;
     if (s.on_token) s.on_token(ev);
     if (why != FinishReason::kNone) finish(s, why);
   }
@@ -308,12 +316,14 @@ bool ServingEngine::step() {
   if (!in_flight_.empty()) {
     const WorldConfig& w = engine_.parallel()->world;
     const int last = WorldConfig::world_rank_of(w.tp, w.pp - 1, 0);
-    int32_t count = 0;
-    engine_.parallel()->pipe->recv(&count, sizeof(count), last, kTagTokens);
-    PL_CHECK_MSG(count == in_flight_.front().plan.n_outputs(),
-                 "last stage returned " << count << " tokens for " << in_flight_.front().plan.n_outputs());
-    tokens_.resize(count);
-    if (count > 0) engine_.parallel()->pipe->recv(tokens_.data(), count * sizeof(int32_t), last, kTagTokens);
+    uint64_t size = 0;
+    engine_.parallel()->pipe->recv(&size, sizeof(size), last, kTagTokens);
+    PL_CHECK_MSG(size >= 4 && size < (uint64_t(1) << 30), "bad sampled-token message size " << size);
+    std::vector<uint8_t> bytes(size);
+    engine_.parallel()->pipe->recv(bytes.data(), size, last, kTagTokens);
+    tokens_ = StepExecutor::unpack(bytes.data(), size);
+    PL_CHECK_MSG(static_cast<int32_t>(tokens_.size()) == in_flight_.front().plan.n_outputs(),
+                 "last stage returned " << tokens_.size() << " tokens for " << in_flight_.front().plan.n_outputs());
     InFlight mb = std::move(in_flight_.front());
     in_flight_.pop_front();
     complete(mb, tokens_);
@@ -377,9 +387,10 @@ void ServingEngine::worker_loop() {
       par.pipe->send(io_.hidden.data(), io_.hidden.size() * sizeof(float), w.next_stage_rank(), kTagHidden);
     } else if (pp_ > 1 && w.tp_rank() == 0) {
       exec_.sample(plan, io_.logits, tokens_);
-      const int32_t count = static_cast<int32_t>(tokens_.size());
-      par.pipe->send(&count, sizeof(count), 0, kTagTokens);
-      if (count > 0) par.pipe->send(tokens_.data(), tokens_.size() * sizeof(int32_t), 0, kTagTokens);
+      const std::vector<uint8_t> bytes = StepExecutor::pack(tokens_);
+      const uint64_t size = bytes.size();
+      par.pipe->send(&size, sizeof(size), 0, kTagTokens);
+      par.pipe->send(bytes.data(), bytes.size(), 0, kTagTokens);
     }
   }
 }

@@ -99,7 +99,7 @@ class ServingEngine {
   void drain_inbox();
   void finish(Sequence& s, FinishReason why);
   bool launch();  // schedules and starts one micro-batch; false if nothing to run
-  void complete(InFlight& mb, const std::vector<int32_t>& tokens);
+  void complete(InFlight& mb, const std::vector<SampledToken>& tokens);
   StepPlan make_plan(const std::vector<ScheduledSeq>& step);
   void send_plan(const std::vector<uint8_t>& bytes, int to);
   std::vector<uint8_t> recv_plan(int from);
@@ -126,7 +126,7 @@ class ServingEngine {
   double comm0_ = 0;  // comm_seconds() at construction
   ServeStats stats_;
   StageIO io_;
-  std::vector<int32_t> tokens_;
+  std::vector<SampledToken> tokens_;
   // Shared with other threads.
   std::mutex mu_;
   std::condition_variable cv_;

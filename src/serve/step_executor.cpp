@@ -1,5 +1,9 @@
 #include "serve/step_executor.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
 #include "core/check.h"
 #include "core/clock.h"
 
@@ -14,7 +18,7 @@ void StepExecutor::apply(const StepPlan& plan) {
     tables_[a.id].clear();
     if (samples_) {
       samplers_.erase(a.id);
-      samplers_.emplace(a.id, SeqSampler{Sampler(a.sampling, engine_.config().n_vocab), a.prompt});
+      samplers_.emplace(a.id, SeqSampler{Sampler(a.sampling, engine_.config().n_vocab), a.prompt, a.logprobs});
     }
   }
   batch_.clear();
@@ -42,7 +46,7 @@ void StepExecutor::forward(StageIO& io) {
   compute_s_ += now_seconds() - t0;
 }
 
-void StepExecutor::sample(const StepPlan& plan, const std::vector<float>& logits, std::vector<int32_t>& tokens) {
+void StepExecutor::sample(const StepPlan& plan, const std::vector<float>& logits, std::vector<SampledToken>& tokens) {
   PL_CHECK_MSG(samples_, "this rank does not sample");
   tokens.clear();
   const int32_t V = engine_.config().n_vocab;
@@ -52,11 +56,75 @@ void StepExecutor::sample(const StepPlan& plan, const std::vector<float>& logits
     auto s = samplers_.find(it.id);
     PL_CHECK_MSG(s != samplers_.end(), "no sampler for sequence " << it.id);
     PL_CHECK(logits.size() >= (row + 1) * V);
-    const int32_t tok = s->second.sampler.sample(logits.data() + row * V, s->second.history);
-    s->second.history.push_back(tok);
-    tokens.push_back(tok);
+    const float* lg = logits.data() + row * V;
+    SampledToken out;
+    out.token = s->second.sampler.sample(lg, s->second.history);
+    s->second.history.push_back(out.token);
+    if (s->second.logprobs >= 0) {
+      // log-softmax of the raw logits, in double for the normaliser.
+      float mx = lg[0];
+      for (int32_t v = 1; v < V; ++v) mx = std::max(mx, lg[v]);
+      double sum = 0;
+      for (int32_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(lg[v]) - mx);
+      const double log_z = mx + std::log(sum);
+      out.logprob = static_cast<float>(lg[out.token] - log_z);
+      const int32_t k = std::min(s->second.logprobs, V);
+      if (k > 0) {
+        top_.resize(V);
+        for (int32_t v = 0; v < V; ++v) top_[v] = {lg[v], v};
+        // Highest logit first, lower id first on ties.
+        auto better = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+          return a.first > b.first || (a.first == b.first && a.second < b.second);
+        };
+        std::partial_sort(top_.begin(), top_.begin() + k, top_.end(), better);
+        for (int32_t i = 0; i < k; ++i)
+          out.top.push_back({top_[i].second, static_cast<float>(top_[i].first - log_z)});
+      }
+    }
+    tokens.push_back(std::move(out));
     ++row;
   }
+}
+
+std::vector<uint8_t> StepExecutor::pack(const std::vector<SampledToken>& toks) {
+  std::vector<uint8_t> b;
+  auto put = [&b](const void* p, size_t n) {
+    b.insert(b.end(), static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + n);
+  };
+  const int32_t n = static_cast<int32_t>(toks.size());
+  put(&n, 4);
+  for (const SampledToken& t : toks) {
+    const int32_t k = static_cast<int32_t>(t.top.size());
+    put(&t.token, 4);
+    put(&t.logprob, 4);
+    put(&k, 4);
+    for (const auto& [id, lp] : t.top) put(&id, 4), put(&lp, 4);
+  }
+  return b;
+}
+
+std::vector<SampledToken> StepExecutor::unpack(const uint8_t* data, size_t size) {
+  size_t off = 0;
+  auto get = [&](void* p, size_t n) {
+    if (size - off < n) PL_THROW("sampled-token message truncated");
+    std::memcpy(p, data + off, n);
+    off += n;
+  };
+  int32_t n = 0;
+  get(&n, 4);
+  if (n < 0) PL_THROW("sampled-token message: bad count " << n);
+  std::vector<SampledToken> out(n);
+  for (SampledToken& t : out) {
+    int32_t k = 0;
+    get(&t.token, 4);
+    get(&t.logprob, 4);
+    get(&k, 4);
+    if (k < 0 || k > kMaxTopLogprobs) PL_THROW("sampled-token message: bad top count " << k);
+    t.top.resize(k);
+    for (auto& [id, lp] : t.top) get(&id, 4), get(&lp, 4);
+  }
+  if (off != size) PL_THROW("sampled-token message: trailing bytes");
+  return out;
 }
 
 }  // namespace parallama

@@ -26,8 +26,13 @@ class StepExecutor {
   // (non-first stage), io.hidden (non-last) or io.logits (last) out.
   void forward(StageIO& io);
   // One token per item that wants logits, in item order, from logits
-  // [n_outputs, n_vocab]; appends them to the penalty histories.
-  void sample(const StepPlan& plan, const std::vector<float>& logits, std::vector<int32_t>& tokens);
+  // [n_outputs, n_vocab]; appends them to the penalty histories. Log-probabilities
+  // where the sequence asked for them.
+  void sample(const StepPlan& plan, const std::vector<float>& logits, std::vector<SampledToken>& out);
+
+  // The sampled tokens as bytes for the trip from the last stage to rank 0, and back.
+  static std::vector<uint8_t> pack(const std::vector<SampledToken>& toks);
+  static std::vector<SampledToken> unpack(const uint8_t* data, size_t size);
 
   const Batch& batch() const { return batch_; }
   size_t n_sequences() const { return tables_.size(); }
@@ -37,12 +42,14 @@ class StepExecutor {
   struct SeqSampler {
     Sampler sampler;
     std::vector<int32_t> history;  // prompt, then sampled tokens
+    int32_t logprobs = -1;
   };
   Engine& engine_;
   bool samples_;
   std::unordered_map<uint64_t, std::vector<int32_t>> tables_;  // block table per sequence
   std::unordered_map<uint64_t, SeqSampler> samplers_;
   Batch batch_;
+  std::vector<std::pair<float, int32_t>> top_;  // scratch for the top log-probabilities
   double compute_s_ = 0;
 };
 

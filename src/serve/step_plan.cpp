@@ -69,6 +69,7 @@ std::vector<uint8_t> StepPlan::serialize() const {
   for (const auto& a : added) {
     w.put(a.id);
     w.put(a.sampling);
+    w.put(a.logprobs);
     w.put_vec(a.prompt);
   }
   w.put_vec(released);
@@ -95,6 +96,8 @@ StepPlan StepPlan::deserialize(const uint8_t* data, size_t size) {
     PlanNewSeq a;
     a.id = r.get<uint64_t>();
     a.sampling = r.get<SamplingParams>();
+    a.logprobs = r.get<int32_t>();
+    if (a.logprobs < -1 || a.logprobs > kMaxTopLogprobs) PL_THROW("step plan: bad logprobs " << a.logprobs);
     a.prompt = r.get_vec<int32_t>();
     p.added.push_back(std::move(a));
   }

@@ -9,12 +9,14 @@
 #include <vector>
 
 #include "runtime/sampler.h"
+#include "serve/request.h"
 
 namespace parallama {
 
 struct PlanNewSeq {
   uint64_t id = 0;
   SamplingParams sampling;
+  int32_t logprobs = -1;        // Request::logprobs
   std::vector<int32_t> prompt;  // the sampling rank's penalty history starts with it
 };
 

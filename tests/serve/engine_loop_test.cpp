@@ -4,6 +4,7 @@
 // the end, aborts, refusals and stop conditions.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -236,4 +237,60 @@ TEST(ServingEngine, RequestsFromOtherThreadsWhileTheLoopRuns) {
   EXPECT_LE(aborted, 4);  // an abort may come after its request finished
   EXPECT_EQ(se.stats().finished + se.stats().aborted, 20);
   EXPECT_EQ(se.pool().n_free(), se.pool().n_blocks());
+}
+
+// Log-probabilities: the first token's, against a log-softmax of the logits of
+// the same prompt computed here from one forward pass; greedy picks the top one.
+TEST(ServingEngine, LogprobsAreTheLogSoftmaxOfTheLogits) {
+  auto e = load(synthetic_path(), 64);
+  const int32_t V = e->config().n_vocab;
+  Request r;
+  r.prompt = {10, 11, 12, 13, 14};
+  r.max_tokens = 3;
+  r.ignore_eos = true;
+  r.logprobs = 4;
+  std::vector<TokenEvent> evs;
+  ServingEngine se(*e, ServeConfig{});
+  se.add_request(r, [&](const TokenEvent& ev) { evs.push_back(ev); });
+  while (se.step()) {
+  }
+  ASSERT_EQ(evs.size(), 3u);
+  BlockAllocator alloc(e->kv().shape().n_blocks);
+  std::vector<int32_t> table;
+  ASSERT_TRUE(alloc.reserve(table, 5, e->kv().block_size()));
+  Batch b;
+  b.add_seq(r.prompt.data(), 5, 0, &table);
+  std::vector<float> logits;
+  e->forward(b, logits);
+  double z = 0;
+  for (int32_t v = 0; v < V; ++v) z += std::exp(double(logits[v]));
+  const int32_t t0 = evs[0].token;
+  EXPECT_NEAR(evs[0].logprob, std::log(std::exp(double(logits[t0])) / z), 1e-4);
+  for (const TokenEvent& ev : evs) {
+    ASSERT_EQ(ev.top_logprobs.size(), 4u);
+    EXPECT_EQ(ev.top_logprobs[0].first, ev.token);  // greedy
+    EXPECT_FLOAT_EQ(ev.top_logprobs[0].second, ev.logprob);
+    for (size_t i = 1; i < 4; ++i) EXPECT_LE(ev.top_logprobs[i].second, ev.top_logprobs[i - 1].second);
+  }
+  for (const auto& [id, lp] : evs[0].top_logprobs)
+    EXPECT_NEAR(lp, std::log(std::exp(double(logits[id])) / z), 1e-4);
+  r.logprobs = 21;
+  EXPECT_THROW(se.add_request(r, {}), Error);
+}
+
+TEST(ServingEngine, SampledTokensPackAndUnpack) {
+  std::vector<SampledToken> t(2);
+  t[0].token = 5;
+  t[0].logprob = -0.25f;
+  t[0].top = {{5, -0.25f}, {9, -2.5f}};
+  t[1].token = 7;
+  const auto bytes = StepExecutor::pack(t);
+  const auto u = StepExecutor::unpack(bytes.data(), bytes.size());
+  ASSERT_EQ(u.size(), 2u);
+  EXPECT_EQ(u[0].token, 5);
+  EXPECT_EQ(u[0].logprob, -0.25f);
+  EXPECT_EQ(u[0].top, t[0].top);
+  EXPECT_EQ(u[1].token, 7);
+  EXPECT_TRUE(u[1].top.empty());
+  for (size_t n = 0; n < bytes.size(); ++n) EXPECT_THROW(StepExecutor::unpack(bytes.data(), n), Error);
 }

@@ -1,6 +1,8 @@
 #include "parallel/launcher.h"
 
 #include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -125,8 +127,34 @@ void relaunch_under_mpirun(int n_ranks, int argc, char** argv) {
   }
   std::fflush(stdout);
   std::fflush(stderr);
-  execv(mpirun.c_str(), cargv.data());
-  PL_THROW("cannot execute " << mpirun << ": " << std::strerror(errno));
+  // mpirun runs as a child in its own process group, and this process stays as
+  // its supervisor: a SIGINT or SIGTERM sent to us (or Ctrl-C, which reaches our
+  // group only) goes to mpirun as SIGUSR1, which Open MPI forwards to every rank,
+  // so a server can drain and every rank exit 0 (mpirun itself would kill the
+  // job on SIGTERM). A second signal is passed on as SIGTERM.
+  sigset_t sigs, old;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  sigprocmask(SIG_BLOCK, &sigs, &old);
+  const pid_t child = fork();
+  if (child < 0) PL_THROW("cannot fork to start mpirun: " << std::strerror(errno));
+  if (child == 0) {
+    setpgid(0, 0);
+    sigprocmask(SIG_SETMASK, &old, nullptr);
+    execv(mpirun.c_str(), cargv.data());
+    std::fprintf(stderr, "error: cannot execute %s: %s\n", mpirun.c_str(), std::strerror(errno));
+    _exit(127);
+  }
+  int n_signals = 0;
+  for (;;) {
+    int status = 0;
+    const pid_t r = waitpid(child, &status, WNOHANG);
+    if (r == child) std::exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    timespec tick{0, 50 * 1000 * 1000};
+    const int sig = sigtimedwait(&sigs, nullptr, &tick);
+    if (sig > 0) kill(child, n_signals++ == 0 ? SIGUSR1 : SIGTERM);
+  }
 }
 
 std::string this_hostname() {

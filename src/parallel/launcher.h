@@ -34,9 +34,10 @@ std::vector<std::string> mpirun_command(const std::string& mpirun, int n_ranks,
                                         const std::string& exe,
                                         const std::vector<std::string>& args);
 
-// Re-executes this binary (/proc/self/exe) with the same arguments under mpirun
-// with n_ranks ranks, replacing this process (execv), so mpirun's exit status is
-// ours. mpirun is PARALLAMA_MPIRUN if set, else found on PATH. As root, sets
+// Runs this binary (/proc/self/exe) with the same arguments under mpirun with
+// n_ranks ranks, as a child in its own process group, and exits with mpirun's
+// status. SIGINT/SIGTERM to this process reach the ranks as SIGUSR1 (the first)
+// and mpirun as SIGTERM (any later one). mpirun is PARALLAMA_MPIRUN if set, else found on PATH. As root, sets
 // OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM). Throws parallama::Error if mpirun is missing,
 // if exec fails, or if we are already a relaunched child (no loops).
 [[noreturn]] void relaunch_under_mpirun(int n_ranks, int argc, char** argv);

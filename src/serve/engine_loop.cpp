@@ -111,6 +111,16 @@ void ServingEngine::drain_inbox() {
   }
   const double now = now_seconds();
   for (Inbox& m : in) {
+    if (m.abort && m.id == 0) {  // abort_all()
+      std::vector<uint64_t> ids;
+      for (const auto& kv : seqs_) ids.push_back(kv.first);
+      for (uint64_t id : ids) {
+        Sequence& s = *seqs_.at(id);
+        if (s.in_flight) s.abort_requested = true;
+        else finish(s, FinishReason::kAbort);
+      }
+      continue;
+    }
     if (m.abort) {
       auto it = seqs_.find(m.id);
       if (it == seqs_.end()) continue;
@@ -309,6 +319,7 @@ bool ServingEngine::step() {
   drain_inbox();
   if (pp_ == 1) {
     launch();
+    if (observer_) observer_(stats());
     return has_work();
   }
   while (static_cast<int>(in_flight_.size()) < pp_ && launch()) {
@@ -328,6 +339,7 @@ bool ServingEngine::step() {
     in_flight_.pop_front();
     complete(mb, tokens_);
   }
+  if (observer_) observer_(stats());
   return has_work();
 }
 

@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -69,6 +70,8 @@ class ServingEngine {
   // Rank 0, any thread: the request ends with FinishReason::kAbort; its blocks
   // are free within one step. Unknown or finished ids are ignored.
   void abort(uint64_t id);
+  // Rank 0, any thread: aborts every request queued or running now.
+  void abort_all() { abort(0); }
   // Rank 0, any thread: run() returns once nothing is queued or running.
   void request_stop();
 
@@ -84,6 +87,9 @@ class ServingEngine {
   void stop_workers();
 
   ServeStats stats() const;  // engine thread
+  // Called on the engine thread after every step (rank 0): metrics read the
+  // engine's state there, where it is not moving.
+  void set_step_observer(std::function<void(const ServeStats&)> fn) { observer_ = std::move(fn); }
 
  private:
   struct Inbox {
@@ -124,6 +130,7 @@ class ServingEngine {
   uint64_t step_counter_ = 0;
   bool workers_stopped_ = false;
   double comm0_ = 0;  // comm_seconds() at construction
+  std::function<void(const ServeStats&)> observer_;
   ServeStats stats_;
   StageIO io_;
   std::vector<SampledToken> tokens_;

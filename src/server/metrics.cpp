@@ -59,11 +59,14 @@ std::vector<double> Metrics::token_buckets(int64_t max_value) {
 
 struct Metrics::Impl {
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  std::string model;
   Labels labels;
-  Gauge *running, *waiting, *kv_usage;
-  Counter *prefix_queries, *prefix_hits, *preemptions, *prompt_tokens, *generation_tokens;
-  prometheus::Family<Counter>* success = nullptr;
-  Histogram *ttft, *itl, *e2e, *queue, *req_prompt, *req_generation;
+  Gauge *running = nullptr, *waiting = nullptr, *kv_usage = nullptr;
+  Counter *prefix_queries = nullptr, *prefix_hits = nullptr, *preemptions = nullptr;
+  Counter *prompt_tokens = nullptr, *generation_tokens = nullptr;
+  prometheus::Family<Counter>* success = nullptr;  // labelled finished_reason too
+  Histogram *ttft = nullptr, *itl = nullptr, *e2e = nullptr, *queue = nullptr;
+  Histogram *req_prompt = nullptr, *req_generation = nullptr;
 
   // The totals last seen by observe_engine (under mu).
   std::mutex mu;
@@ -82,36 +85,37 @@ struct Metrics::Impl {
 
 Metrics::Metrics(const std::string& model_name, int64_t max_model_len) : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
+  m.model = model_name;
   m.labels = {{"model_name", model_name}};
   const std::string p = "parallama:";
-  m.running = m.gauge(p + "num_requests_running", "Number of requests in model execution batches.");
-  m.waiting = m.gauge(p + "num_requests_waiting", "Number of requests waiting to be processed.");
-  m.kv_usage = m.gauge(p + "kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.");
+  m.running = m.gauge(p + "num_requests_running", "Requests in the running batch.");
+  m.waiting = m.gauge(p + "num_requests_waiting", "Requests queued, not yet scheduled.");
+  m.kv_usage = m.gauge(p + "kv_cache_usage_perc", "Fraction of KV-cache blocks in use (0 to 1).");
   m.prefix_queries = m.counter(p + "prefix_cache_queries_total",
-                               "Prefix cache queries, in terms of number of queried tokens.");
-  m.prefix_hits = m.counter(p + "prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.");
-  m.preemptions = m.counter(p + "num_preemptions_total", "Cumulative number of preemptions from the engine.");
-  m.prompt_tokens = m.counter(p + "prompt_tokens_total", "Number of prefill tokens processed.");
-  m.generation_tokens = m.counter(p + "generation_tokens_total", "Number of generation tokens processed.");
+                               "Prompt tokens looked up in the prefix cache.");
+  m.prefix_hits = m.counter(p + "prefix_cache_hits_total", "Prompt tokens found in the prefix cache.");
+  m.preemptions = m.counter(p + "num_preemptions_total", "Sequences preempted by the scheduler.");
+  m.prompt_tokens = m.counter(p + "prompt_tokens_total", "Prompt tokens of admitted requests.");
+  m.generation_tokens = m.counter(p + "generation_tokens_total", "Tokens generated.");
   m.success = &prometheus::BuildCounter()
                    .Name(p + "request_success_total")
-                   .Help("Count of successfully processed requests.")
+                   .Help("Finished requests by finish reason (aborts included).")
                    .Register(*m.registry);
   // Every reason present from the start (at 0), so rate() works before the first.
   for (const char* reason : {"stop", "length", "abort", "error"}) {
     m.success->Add({{"model_name", model_name}, {"finished_reason", reason}});
   }
-  m.ttft = m.histogram(p + "time_to_first_token_seconds", "Histogram of time to first token in seconds.",
+  m.ttft = m.histogram(p + "time_to_first_token_seconds", "Seconds from arrival to the first token.",
                        ttft_buckets());
-  m.itl = m.histogram(p + "inter_token_latency_seconds", "Histogram of inter-token latency in seconds.",
+  m.itl = m.histogram(p + "inter_token_latency_seconds", "Seconds between consecutive tokens of a request.",
                       itl_buckets());
-  m.e2e = m.histogram(p + "e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.",
+  m.e2e = m.histogram(p + "e2e_request_latency_seconds", "Seconds from arrival to finish.",
                       request_latency_buckets());
   m.queue = m.histogram(p + "request_queue_time_seconds",
-                        "Histogram of time spent in WAITING phase for request.", request_latency_buckets());
+                        "Seconds from arrival to first scheduling.", request_latency_buckets());
   const std::vector<double> tokens = token_buckets(max_model_len > 0 ? max_model_len : kDefaultTokenBucketMax);
-  m.req_prompt = m.histogram(p + "request_prompt_tokens", "Number of prefill tokens processed.", tokens);
-  m.req_generation = m.histogram(p + "request_generation_tokens", "Number of generation tokens processed.", tokens);
+  m.req_prompt = m.histogram(p + "request_prompt_tokens", "Prompt tokens per finished request.", tokens);
+  m.req_generation = m.histogram(p + "request_generation_tokens", "Generated tokens per finished request.", tokens);
 }
 
 Metrics::~Metrics() = default;
@@ -143,7 +147,7 @@ void Metrics::observe_engine(const EngineSnapshot& s) {
 void Metrics::observe_request(const RequestRecord& r) {
   Impl& m = *impl_;
   // Family::Add returns the existing series for known labels (thread-safe).
-  m.success->Add({{"model_name", m.labels.at("model_name")}, {"finished_reason", r.finish_reason}}).Increment();
+  m.success->Add({{"model_name", m.model}, {"finished_reason", r.finish_reason}}).Increment();
   if (r.ttft_s >= 0) m.ttft->Observe(r.ttft_s);
   for (double gap : r.itl_s) m.itl->Observe(gap);
   m.e2e->Observe(r.e2e_s);

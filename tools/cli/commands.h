@@ -23,5 +23,6 @@ void add_bench(CLI::App& app, std::function<int()>& run);
 void add_bench_throughput(CLI::App* bench, std::function<int()>& run);
 void add_synth(CLI::App& app, std::function<int()>& run);
 void add_membw(CLI::App& app, std::function<int()>& run);
+void add_serve(CLI::App& app, std::function<int()>& run);
 
 }  // namespace parallama::cli

@@ -4,7 +4,8 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config git python3 python3-pip unzip ca-certificates
       libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev libpcre2-dev
       clang libclang-rt-14-dev openmpi-bin libopenmpi-dev libxxhash-dev
-      libcpp-httplib-dev libssl-dev zlib1g-dev libbrotli-dev prometheus-cpp-dev python3-venv)
+      libcpp-httplib-dev libssl-dev zlib1g-dev libbrotli-dev prometheus-cpp-dev python3-venv
+      chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

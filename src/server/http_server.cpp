@@ -11,6 +11,7 @@
 
 #include "core/check.h"
 #include "core/clock.h"
+#include "server/assets.h"
 #include "server/metrics.h"
 #include "server/text_stream.h"
 
@@ -432,6 +433,12 @@ void ApiServer::routes() {
     } catch (const ApiError& e) {
       send_error(res, e);
     }
+  });
+  s.Get("/", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(std::string(assets::chat_page()), "text/html; charset=utf-8");
+  });
+  s.Get("/openapi.json", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(std::string(assets::openapi()), "application/json");
   });
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     if (!metrics_) return send_error(res, ApiError(503, "the model is still loading"));

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <random>
 
@@ -58,6 +59,11 @@ void ApiServer::start() {
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http_->set_payload_max_length(opt_.max_body_bytes);
   http_->set_read_timeout(30, 0);
+  // One request per connection: httplib answers a method it does not know
+  // without reading that request's body, which on a kept-alive connection
+  // would then be parsed as the next request (found by schemathesis). Each
+  // request of a streaming client is long; a new connection costs little.
+  http_->set_keep_alive_max_count(1);
   routes();
   if (opt_.port == 0) {
     port_ = http_->bind_to_any_port(opt_.host);
@@ -418,6 +424,7 @@ void ApiServer::routes() {
     if (state_ == State::kLoading) return send_error(res, ApiError(503, "the model is still loading"));
     try {
       const json body = json::parse(req.body);
+      if (body.is_object()) check_model(body, ctx_);
       if (!body.is_object() || !body.contains("tokens") || !body["tokens"].is_array())
         throw ApiError(400, "'tokens' must be a list of token ids", "tokens");
       std::vector<int32_t> ids;
@@ -447,6 +454,25 @@ void ApiServer::routes() {
   // httplib's own refusals (unknown path 404, body too large 413, ...) in OpenAI's form.
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
+    // A known route asked with another method: 405 with the methods it has.
+    static const std::map<std::string, std::string> allowed = {
+        {"/v1/completions", "POST"}, {"/v1/chat/completions", "POST"}, {"/tokenize", "POST"},
+        {"/detokenize", "POST"},     {"/v1/models", "GET"},           {"/health", "GET"},
+        {"/metrics", "GET"},         {"/openapi.json", "GET"},        {"/", "GET"}};
+    // (A method httplib does not know leaves the path unparsed: take the target.)
+    const std::string path = req.path.empty() ? req.target.substr(0, req.target.find('?')) : req.path;
+    auto route = allowed.find(path);
+    const bool other_method = req.method != "GET" && req.method != "POST";
+    if ((res.status == 400 || res.status == 404) &&
+        ((route != allowed.end() && req.method != route->second) || (route == allowed.end() && other_method))) {
+      // (httplib refuses some methods with a body before it parses the path.)
+      const std::string allow = route != allowed.end() ? route->second : "GET, POST";
+      res.status = 405;
+      res.set_header("Allow", allow);
+      res.set_header("Connection", "close");  // its body may still be unread: the connection cannot go on
+      return send_json(res, 405,
+                       ApiError(405, req.method + " is not allowed on " + path + " (allowed: " + allow + ")").body());
+    }
     const std::string msg = res.status == 413 ? "the request body is too large"
                             : res.status == 404 ? "no route for " + req.method + " " + req.path
                                                 : "request refused (HTTP " + std::to_string(res.status) + ")";

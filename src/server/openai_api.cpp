@@ -110,7 +110,8 @@ std::vector<int32_t> chat_prompt(const json& body, const ApiContext& ctx, bool a
       cm.content = c->get<std::string>();
     } else if (c && c->is_array()) {  // content parts: the text ones, concatenated
       for (const json& part : *c) {
-        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+        if (!part.is_object() || !part.contains("type") || part["type"] != "text" || !part.contains("text") ||
+            !part["text"].is_string())
           throw ApiError(400, "only text content parts are supported", "messages");
         cm.content += part["text"].get<std::string>();
       }
@@ -132,10 +133,7 @@ std::vector<int32_t> chat_prompt(const json& body, const ApiContext& ctx, bool a
 
 }  // namespace
 
-ApiJob parse_job(const json& body, bool chat, const ApiContext& ctx) {
-  if (!body.is_object()) throw ApiError(400, "the body must be a JSON object");
-  ApiJob j;
-  j.chat = chat;
+void check_model(const json& body, const ApiContext& ctx) {
   if (const json* m = field(body, "model")) {
     if (!m->is_string()) throw ApiError(400, "'model' must be a string", "model");
     if (m->get<std::string>() != ctx.model_name)
@@ -143,6 +141,13 @@ ApiJob parse_job(const json& body, bool chat, const ApiContext& ctx) {
                               ctx.model_name + "'",
                      "model", "not_found_error");
   }
+}
+
+ApiJob parse_job(const json& body, bool chat, const ApiContext& ctx) {
+  if (!body.is_object()) throw ApiError(400, "the body must be a JSON object");
+  ApiJob j;
+  j.chat = chat;
+  check_model(body, ctx);
   j.stream = boolean(body, "stream", false);
   if (const json* so = field(body, "stream_options")) {
     if (!so->is_object()) throw ApiError(400, "'stream_options' must be an object", "stream_options");
@@ -207,10 +212,14 @@ ApiJob parse_job(const json& body, bool chat, const ApiContext& ctx) {
 
 std::vector<int32_t> parse_tokenize(const json& body, const ApiContext& ctx) {
   if (!body.is_object()) throw ApiError(400, "the body must be a JSON object");
-  if (field(body, "messages")) return chat_prompt(body, ctx, boolean(body, "add_generation_prompt", true));
+  check_model(body, ctx);
+  const bool add_special = boolean(body, "add_special_tokens", true);
+  const bool add_generation = boolean(body, "add_generation_prompt", true);
   const json* p = field(body, "prompt");
-  if (!p || !p->is_string()) throw ApiError(400, "'prompt' must be a string", "prompt");
-  return ctx.tokenizer->encode(p->get<std::string>(), boolean(body, "add_special_tokens", true), true);
+  if (p && !p->is_string()) throw ApiError(400, "'prompt' must be a string", "prompt");
+  if (field(body, "messages")) return chat_prompt(body, ctx, add_generation);
+  if (!p || !p->is_string()) throw ApiError(400, "'prompt' (a string) or 'messages' is required", "prompt");
+  return ctx.tokenizer->encode(p->get<std::string>(), add_special, true);
 }
 
 }  // namespace parallama

@@ -51,7 +51,10 @@ struct ApiJob {
 // Throws ApiError (400 with the field in param, 404 for an unknown model).
 ApiJob parse_job(const nlohmann::json& body, bool chat, const ApiContext& ctx);
 
-// The prompt of a /tokenize body: "prompt" (string or ids) or "messages".
+// Throws ApiError 400 for a "model" that is not a string, 404 for another model's name.
+void check_model(const nlohmann::json& body, const ApiContext& ctx);
+
+// The prompt of a /tokenize body: "prompt" (a string) or "messages".
 std::vector<int32_t> parse_tokenize(const nlohmann::json& body, const ApiContext& ctx);
 
 }  // namespace parallama

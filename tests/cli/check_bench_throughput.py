@@ -7,9 +7,9 @@ with a positive total_tok_s.
 usage: check_bench_throughput.py <parallama> [bench throughput arguments...]
 The arguments must include --num-prompts, --input-len, --output-len and --json.
 """
-import json
-import subprocess
 import sys
+
+from cli_json import run_json
 
 KEYS = ["num_prompts", "elapsed_s", "requests_per_s", "output_tok_s", "total_tok_s", "prompt_tokens",
         "output_tokens", "peak_kv_usage", "preemptions", "tp", "pp", "threads"]
@@ -22,21 +22,8 @@ def arg(args, name):
 
 def main() -> int:
     args = sys.argv[2:]
-    cmd = [sys.argv[1], "bench", "throughput", *args]
-    print("check_bench_throughput: running " + " ".join(cmd))
-    sys.stdout.flush()
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sys.stdout.write(p.stdout)
-    sys.stdout.flush()
-    sys.stderr.write(p.stderr)
-    sys.stderr.flush()
-    if p.returncode != 0:
-        print(f"check_bench_throughput: FAIL: exited {p.returncode}")
-        return 1
-    try:
-        out = json.loads(p.stdout)
-    except json.JSONDecodeError as e:
-        print(f"check_bench_throughput: FAIL: stdout is not one JSON document: {e}")
+    out = run_json([sys.argv[1], "bench", "throughput", *args], "check_bench_throughput")
+    if out is None:
         return 1
     if not isinstance(out, dict):
         print(f"check_bench_throughput: FAIL: want a JSON object, got {out!r}")

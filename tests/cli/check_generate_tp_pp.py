@@ -8,31 +8,16 @@ Runs (prompts and token count fixed below)
   parallama generate -m MODEL -t 2 -p P1 -p P2 -n 8 --json
 Both must exit 0 and their results[i].tokens must be equal and of length 8.
 """
-import json
-import subprocess
 import sys
+
+from cli_json import run_json
 
 PROMPTS = ["The capital of France is", "1, 2, 3,"]
 N_TOKENS = 8
 
 
 def run(cmd):
-    """Runs cmd; returns its parsed JSON, or None after saying why."""
-    print("check_generate_tp_pp: running " + " ".join(repr(c) if " " in c else c for c in cmd))
-    sys.stdout.flush()
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sys.stdout.write(p.stdout)
-    sys.stdout.flush()
-    sys.stderr.write(p.stderr)
-    sys.stderr.flush()
-    if p.returncode != 0:
-        print(f"check_generate_tp_pp: FAIL: exited {p.returncode}")
-        return None
-    try:
-        return json.loads(p.stdout)
-    except json.JSONDecodeError as e:
-        print(f"check_generate_tp_pp: FAIL: stdout is not one JSON document: {e}")
-        return None
+    return run_json(cmd, "check_generate_tp_pp")
 
 
 def tokens_of(out, what):

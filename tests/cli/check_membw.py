@@ -3,25 +3,14 @@
 
 usage: check_membw.py <parallama> [membw arguments...]
 """
-import json
-import subprocess
 import sys
+
+from cli_json import run_json
 
 
 def main() -> int:
-    cmd = [sys.argv[1], "membw", *sys.argv[2:]]
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sys.stdout.write(p.stdout)
-    sys.stdout.flush()
-    sys.stderr.write(p.stderr)
-    sys.stderr.flush()
-    if p.returncode != 0:
-        print(f"check_membw: FAIL: {' '.join(cmd)} exited {p.returncode}")
-        return 1
-    try:
-        out = json.loads(p.stdout)
-    except json.JSONDecodeError as e:
-        print(f"check_membw: FAIL: stdout is not one JSON document: {e}")
+    out = run_json([sys.argv[1], "membw", *sys.argv[2:]], "check_membw")
+    if out is None:
         return 1
     median = out.get("median_gb_s") if isinstance(out, dict) else None
     if not isinstance(median, (int, float)) or isinstance(median, bool) or not median > 0:

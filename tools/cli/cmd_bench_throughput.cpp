@@ -40,8 +40,6 @@ struct ThroughputArgs {
   uint64_t seed = 0;
   bool no_ignore_eos = false;
   bool json = false;
-  int thread_shards = -1;
-  std::string kv_type = "f16";
   ParallelArgs par;
   ServeArgs serve;
 };
@@ -136,8 +134,6 @@ int run_throughput_on(const ThroughputArgs& a, ParallelRun* run) {
   const bool leader = !run || run->leader();
   EngineOptions opt;
   opt.threads = run ? run->threads(a.threads) : a.threads;
-  opt.thread_shards = a.thread_shards;
-  opt.kv_type = parse_kv_type(a.kv_type);
   const ServeConfig scfg = apply_serve_options(a.serve, opt);
   opt.n_ctx = pool_tokens_for(draw_lengths(a), scfg.sched.max_num_seqs, opt.block_size);  // without --kv-*
   opt.progress = leader && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO) && !a.json;
@@ -242,11 +238,6 @@ void add_bench_throughput(CLI::App* bench, std::function<int()>& run) {
   c->add_flag("--no-ignore-eos", a->no_ignore_eos,
               "Stop a request at an end-of-generation token (default: every output has --output-len tokens)");
   c->add_flag("--json", a->json, "One JSON object");
-  c->add_option("--thread-shards", a->thread_shards,
-                "Tensor-parallel shards over the threads (1: one model, rows split over threads; "
-                "-1: as many as threads when the split is exact)")
-      ->capture_default_str();
-  c->add_option("--kv-type", a->kv_type, "KV cache element type: f16, f32 or q8_0")->capture_default_str();
   add_parallel_options(c, a->par);
   add_serve_options(c, a->serve);
   c->callback([a, &run] { run = [a] { return run_throughput(*a); }; });

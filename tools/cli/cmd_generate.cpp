@@ -34,8 +34,6 @@ struct GenerateArgs {
   bool json = false;
   bool ignore_eos = false;
   bool no_repack = false;
-  int thread_shards = -1;
-  std::string kv_type = "f16";
   ParallelArgs par;
   ServeArgs serve;
 };
@@ -69,8 +67,6 @@ int run_generate_on(const GenerateArgs& a, ParallelRun* run) {
   opt.threads = run ? run->threads(a.threads) : a.threads;
   opt.n_ctx = a.ctx;
   opt.repack = !a.no_repack;
-  opt.thread_shards = a.thread_shards;
-  opt.kv_type = parse_kv_type(a.kv_type);
   const ServeConfig scfg = apply_serve_options(a.serve, opt);
   opt.progress = leader && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO) && !a.json;
   auto engine = Engine::load(a.model.empty() ? default_model_path() : a.model, opt,
@@ -161,11 +157,6 @@ void add_generate(CLI::App& app, std::function<int()>& run) {
   c->add_flag("--ignore-eos", a->ignore_eos, "Do not stop at end-of-generation tokens");
   c->add_flag("--json", a->json, "Print one JSON object with tokens, text and timings");
   c->add_flag("--no-repack", a->no_repack, "Run from the mapped file in GGUF layout (no x16 weight copy)");
-  c->add_option("--thread-shards", a->thread_shards,
-                "Tensor-parallel shards over the threads (1: one model, rows split over threads; "
-                "-1: as many as threads when the split is exact)")
-      ->capture_default_str();
-  c->add_option("--kv-type", a->kv_type, "KV cache element type: f16, f32 or q8_0")->capture_default_str();
   add_parallel_options(c, a->par);
   add_serve_options(c, a->serve);
   c->callback([a, &run] { run = [a] { return run_generate(*a); }; });

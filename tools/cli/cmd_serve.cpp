@@ -30,8 +30,6 @@ struct ServeCmdArgs {
   std::string model;
   int threads = 0;
   int ctx = 16384;
-  int thread_shards = -1;
-  std::string kv_type = "f16";
   double shutdown_timeout = 10;
   ServerOptions srv;
   ParallelArgs par;
@@ -73,8 +71,6 @@ int run_serve_on(const ServeCmdArgs& a, ParallelRun* run) {
   EngineOptions opt;
   opt.threads = run ? run->threads(a.threads) : a.threads;
   opt.n_ctx = a.ctx;
-  opt.thread_shards = a.thread_shards;
-  opt.kv_type = parse_kv_type(a.kv_type);
   opt.progress = leader && isatty(STDERR_FILENO);
   const ServeConfig scfg = apply_serve_options(a.serve, opt);
   auto engine = Engine::load(path, opt, run ? &run->setup() : nullptr);
@@ -156,9 +152,6 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
   c->add_option("-t,--threads", a->threads, "Compute threads (default: all cores)");
   c->add_option("-c,--ctx", a->ctx, "KV cache capacity in tokens (or --kv-cache-memory / --kv-blocks)")
       ->capture_default_str();
-  c->add_option("--thread-shards", a->thread_shards, "Tensor-parallel shards over the threads (-1: auto)")
-      ->capture_default_str();
-  c->add_option("--kv-type", a->kv_type, "KV cache element type: f16, f32 or q8_0")->capture_default_str();
   c->add_flag("--no-log-requests", [a](int64_t) { a->srv.log_requests = false; }, "No request log lines");
   add_parallel_options(c, a->par);
   add_serve_options(c, a->serve);

@@ -17,6 +17,11 @@ void add_serve_options(CLI::App* c, ServeArgs& a) {
                 "Tokens per engine step (decode first, then prefill chunks)")
       ->capture_default_str();
   c->add_flag("--no-prefix-caching", a.no_prefix_caching, "Do not share cached prompt-prefix blocks");
+  c->add_option("--thread-shards", a.thread_shards,
+                "Tensor-parallel shards over the threads (1: one model, rows split over threads; "
+                "-1: as many as threads when the split is exact)")
+      ->capture_default_str();
+  c->add_option("--kv-type", a.kv_type, "KV cache element type: f16, f32 or q8_0")->capture_default_str();
 }
 
 int64_t parse_bytes(const std::string& s) {
@@ -45,6 +50,8 @@ ServeConfig apply_serve_options(const ServeArgs& a, EngineOptions& opt) {
   if (a.kv_blocks < 0) PL_THROW("--kv-blocks must be positive, got " << a.kv_blocks);
   if (!a.kv_cache_memory.empty()) opt.kv_cache_memory = parse_bytes(a.kv_cache_memory);
   opt.kv_blocks = a.kv_blocks;
+  opt.thread_shards = a.thread_shards;
+  opt.kv_type = parse_kv_type(a.kv_type);
   ServeConfig cfg;
   cfg.max_model_len = a.max_model_len;
   cfg.prefix_caching = !a.no_prefix_caching;

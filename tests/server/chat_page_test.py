@@ -29,8 +29,15 @@ try:
     text = "Name three colors."
     query = urllib.parse.urlencode({"temperature": 0, "max_tokens": 24, "autotest": text})
     url = f"{server.url}/?{query}"
-    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000"]
-    dom = subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=90).stdout
+    # --dump-dom takes the DOM when the virtual-time budget runs out, which on a
+    # loaded machine can fall inside the stream: retry with a larger budget until
+    # the page says it is idle again.
+    for budget in (20000, 60000, 180000, 600000):
+        flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--virtual-time-budget={budget}"]
+        dom = subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+        if 'data-state="idle"' in dom and 'class="msg assistant"' in dom:
+            break
+        print(f"page not idle after a {budget} ms budget; again")
     msgs = [(role, html.unescape(body)) for role, body in
             re.findall(r'<div class="msg (user|assistant|error)">(.*?)</div>', dom, re.S)]
     body = {"model": server.model, "messages": [{"role": "user", "content": text}], "temperature": 0,

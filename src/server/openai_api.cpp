@@ -1,5 +1,6 @@
 #include "server/openai_api.h"
 
+#include <climits>
 #include <cmath>
 
 namespace parallama {
@@ -41,13 +42,29 @@ double number(const json& body, const char* name, double def, double lo, double 
 int64_t integer(const json& body, const char* name, int64_t def, int64_t lo, int64_t hi) {
   const json* f = field(body, name);
   if (!f) return def;
-  if (!f->is_number_integer() && !(f->is_number_float() && std::floor(f->get<double>()) == f->get<double>()))
+  auto out_of_range = [&] {
+    return ApiError(400, std::string("'") + name + "' must be in [" + std::to_string(lo) + ", " +
+                             std::to_string(hi) + "], got " + f->dump(),
+                    name);
+  };
+  // Compared exactly in the integer type JSON gave (non-negative integers parse
+  // as unsigned): a double comparison would let 2^63 through and its cast is undefined.
+  if (f->is_number_unsigned()) {
+    const uint64_t v = f->get<uint64_t>();
+    if (v > static_cast<uint64_t>(INT64_MAX) || static_cast<int64_t>(v) > hi || static_cast<int64_t>(v) < lo)
+      throw out_of_range();
+    return static_cast<int64_t>(v);
+  }
+  if (f->is_number_integer()) {
+    const int64_t v = f->get<int64_t>();
+    if (v < lo || v > hi) throw out_of_range();
+    return v;
+  }
+  if (!f->is_number_float() || std::floor(f->get<double>()) != f->get<double>())
     throw ApiError(400, std::string("'") + name + "' must be an integer", name);
   const double v = f->get<double>();
-  if (!(v >= double(lo) && v <= double(hi)))
-    throw ApiError(400, std::string("'") + name + "' must be in [" + std::to_string(lo) + ", " +
-                            std::to_string(hi) + "], got " + f->dump(),
-                   name);
+  if (!(v > -9223372036854775808.0 && v < 9223372036854775808.0) || v < double(lo) || v > double(hi))
+    throw out_of_range();
   return static_cast<int64_t>(v);
 }
 
@@ -172,9 +189,12 @@ ApiJob parse_job(const json& body, bool chat, const ApiContext& ctx) {
   sp.seed = static_cast<uint64_t>(integer(body, "seed", 0, INT64_MIN, INT64_MAX));
   j.n = static_cast<int32_t>(integer(body, "n", 1, 1, ctx.max_n));
   r.ignore_eos = boolean(body, "ignore_eos", false);
-  const char* mt_name = field(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-  j.max_tokens_given = field(body, mt_name) != nullptr;
-  r.max_tokens = static_cast<int32_t>(integer(body, mt_name, chat ? ctx.max_model_len : 16, 1, ctx.max_model_len));
+  // Both are checked; max_completion_tokens wins when both are given.
+  const int64_t def_tokens = chat ? ctx.max_model_len : 16;
+  const int64_t mt = integer(body, "max_tokens", def_tokens, 1, ctx.max_model_len);
+  const int64_t mct = integer(body, "max_completion_tokens", mt, 1, ctx.max_model_len);
+  j.max_tokens_given = field(body, "max_tokens") || field(body, "max_completion_tokens");
+  r.max_tokens = static_cast<int32_t>(mct);
   if (chat) {
     if (boolean(body, "logprobs", false))
       r.logprobs = static_cast<int32_t>(integer(body, "top_logprobs", 0, 0, kMaxTopLogprobs));

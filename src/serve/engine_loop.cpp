@@ -275,7 +275,6 @@ bool ServingEngine::launch() {
 }
 
 void ServingEngine::complete(InFlight& mb, const std::vector<SampledToken>& tokens) {
-  const double now = now_seconds();
   const Tokenizer& tok = engine_.tokenizer();
   size_t k = 0;
   for (size_t i = 0; i < mb.step.size(); ++i) {
@@ -291,8 +290,6 @@ void ServingEngine::complete(InFlight& mb, const std::vector<SampledToken>& toke
     if (!sampled) continue;
     s.tokens.push_back(t);
     ++stats_.generated_tokens;
-    if (s.n_generated() == 1) s.t_first_token = now;
-    s.t_last_token = now;
     FinishReason why = FinishReason::kNone;
     if ((!s.req.ignore_eos && tok.is_eog(t)) ||
         std::find(s.req.stop_token_ids.begin(), s.req.stop_token_ids.end(), t) != s.req.stop_token_ids.end())

@@ -124,7 +124,6 @@ class ServingEngine {
   std::deque<Sequence*> waiting_;
   std::vector<Sequence*> running_;
   std::deque<InFlight> in_flight_;
-  std::vector<PlanNewSeq> pending_added_;
   std::vector<uint64_t> pending_released_;
   int64_t admit_counter_ = 0;
   uint64_t step_counter_ = 0;

@@ -29,7 +29,7 @@ struct Sequence {
   int32_t n_preempted = 0;
   int32_t synced_blocks = 0;     // leading entries of `blocks` the other ranks already hold
   bool announced = false;        // the other ranks know its prompt and sampling parameters
-  double t_arrival = 0, t_admitted = 0, t_first_token = 0, t_last_token = 0;
+  double t_arrival = 0, t_admitted = 0;
 
   int32_t n_generated() const { return static_cast<int32_t>(tokens.size()) - n_prompt; }
   // Tokens known but not yet in the cache: the prompt's rest, or the last sampled token.

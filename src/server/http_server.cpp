@@ -37,7 +37,7 @@ struct ApiServer::Exchange {
     size_t logprobs_sent = 0;
     int32_t n_prompt = 0, n_gen = 0;
     std::string finish;    // "" while it runs
-    bool done = false, reported = false, stopped_here = false;
+    bool done = false, reported = false;
     double queue_s = 0, t_first = -1, t_last = 0;
     std::vector<double> itl;
   };
@@ -203,7 +203,7 @@ bool pump(ApiServer::Exchange& ex, ServingEngine& se, const Tokenizer& tok, std:
         if (!eog) c.pending += c.text->push(ev.token);
         if (c.text->stopped()) {
           c.finish = "stop";
-          c.done = c.stopped_here = true;
+          c.done = true;
           if (ev.finish == FinishReason::kNone) se.abort(c.req_id);
           break;
         }

@@ -193,7 +193,6 @@ ApiJob parse_job(const json& body, bool chat, const ApiContext& ctx) {
   const int64_t def_tokens = chat ? ctx.max_model_len : 16;
   const int64_t mt = integer(body, "max_tokens", def_tokens, 1, ctx.max_model_len);
   const int64_t mct = integer(body, "max_completion_tokens", mt, 1, ctx.max_model_len);
-  j.max_tokens_given = field(body, "max_tokens") || field(body, "max_completion_tokens");
   r.max_tokens = static_cast<int32_t>(mct);
   if (chat) {
     if (boolean(body, "logprobs", false))

@@ -42,7 +42,6 @@ struct ApiJob {
   bool include_usage = false;               // stream_options.include_usage
   std::vector<std::vector<int32_t>> prompts;  // completions: one per prompt; chat: one
   Request base;                             // sampling, max_tokens, logprobs, ignore_eos, stop ids
-  bool max_tokens_given = false;
   int32_t n = 1;                            // choices per prompt
   std::vector<std::string> stop;            // stop strings
   bool seed_given = false;

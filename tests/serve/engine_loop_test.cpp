@@ -78,7 +78,9 @@ void check_invariance(const std::string& path) {
     auto tight = staggered(*small, reqs, c, 8, 2, &st);
     EXPECT_EQ(tight, want) << "small KV pool, prefix caching " << prefix;
     EXPECT_GT(st.preemptions, 0);
-    if (!prefix) EXPECT_EQ(st.prefix.hits, 0);
+    if (!prefix) {
+      EXPECT_EQ(st.prefix.hits, 0);
+    }
   }
   EXPECT_LE(st.peak_kv_usage, 1.0);
 }

@@ -19,6 +19,8 @@
 
 namespace parallama {
 
+class CommWatchdog;
+
 struct EngineOptions {
   int threads = 0;          // 0: all cores
   int32_t n_ctx = 4096;     // KV capacity in tokens, shared by all sequences
@@ -63,6 +65,7 @@ struct ParallelSetup {
   WorldConfig world;
   Communicator* tp = nullptr;    // this stage's TP group
   Communicator* pipe = nullptr;  // stage-to-stage messages, world ranks
+  CommWatchdog* watchdog = nullptr;  // optional: the serving loop arms it and sets each step's allowance
 };
 
 class Engine {

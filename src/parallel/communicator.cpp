@@ -7,24 +7,30 @@
 
 namespace parallama {
 
-namespace {
 // Adds the wall time of its scope and `bytes` to stats (also when the call throws:
-// the time was still spent).
-class ScopedCommTimer {
+// the time was still spent), and publishes the wait to a watchdog.
+class ScopedCommCall {
  public:
-  ScopedCommTimer(CommStats& s, size_t bytes) : s_(s), t0_(std::chrono::steady_clock::now()) {
-    s_.calls += 1;
-    s_.bytes += bytes;
+  ScopedCommCall(Communicator& c, size_t bytes, const char* op, int peer = -1)
+      : c_(c), t0_(std::chrono::steady_clock::now()) {
+    c_.stats_.calls += 1;
+    c_.stats_.bytes += bytes;
+    c_.wait_.op.store(op, std::memory_order_relaxed);
+    c_.wait_.peer.store(peer, std::memory_order_relaxed);
+    c_.wait_.since_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(t0_.time_since_epoch()).count(),
+                            std::memory_order_release);
   }
-  ~ScopedCommTimer() {
-    s_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  ~ScopedCommCall() {
+    c_.wait_.since_ns.store(0, std::memory_order_release);
+    c_.stats_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
   }
+  ScopedCommCall(const ScopedCommCall&) = delete;
+  ScopedCommCall& operator=(const ScopedCommCall&) = delete;
 
  private:
-  CommStats& s_;
+  Communicator& c_;
   std::chrono::steady_clock::time_point t0_;
 };
-}  // namespace
 
 void Communicator::check_peer(int peer, const char* what) const {
   if (peer < 0 || peer >= size())
@@ -33,17 +39,17 @@ void Communicator::check_peer(int peer, const char* what) const {
 }
 
 void Communicator::all_reduce_sum(float* buf, size_t n) {
-  ScopedCommTimer t(stats_, n * sizeof(float));
+  ScopedCommCall t(*this, n * sizeof(float), "all_reduce");
   if (n) do_all_reduce_sum(buf, n, CommType::F32);
 }
 
 void Communicator::all_reduce_sum(int32_t* buf, size_t n) {
-  ScopedCommTimer t(stats_, n * sizeof(int32_t));
+  ScopedCommCall t(*this, n * sizeof(int32_t), "all_reduce");
   if (n) do_all_reduce_sum(buf, n, CommType::I32);
 }
 
 void Communicator::all_reduce_sum(double* buf, size_t n) {
-  ScopedCommTimer t(stats_, n * sizeof(double));
+  ScopedCommCall t(*this, n * sizeof(double), "all_reduce");
   if (n) do_all_reduce_sum(buf, n, CommType::F64);
 }
 
@@ -56,7 +62,7 @@ void Communicator::all_gather(const int32_t* send, size_t n_each, int32_t* recv)
 }
 
 void Communicator::all_gather_bytes(const void* send, size_t bytes_each, void* recv) {
-  ScopedCommTimer t(stats_, bytes_each * size());
+  ScopedCommCall t(*this, bytes_each * size(), "all_gather");
   if (bytes_each) do_all_gather(send, bytes_each, recv);
 }
 
@@ -67,32 +73,32 @@ void Communicator::all_gatherv(const float* send, const std::vector<size_t>& cou
   std::vector<size_t> bytes(counts.size());
   size_t total = 0;
   for (size_t i = 0; i < counts.size(); ++i) total += bytes[i] = counts[i] * sizeof(float);
-  ScopedCommTimer t(stats_, total);
+  ScopedCommCall t(*this, total, "all_gatherv");
   if (total) do_all_gatherv(send, bytes, recv);
 }
 
 void Communicator::broadcast(void* buf, size_t bytes, int root) {
   check_peer(root, "broadcast root");
-  ScopedCommTimer t(stats_, bytes);
+  ScopedCommCall t(*this, bytes, "broadcast", root == rank() ? -1 : root);
   if (bytes) do_broadcast(buf, bytes, root);
 }
 
 void Communicator::send(const void* buf, size_t bytes, int peer, int tag) {
   check_peer(peer, "send");
   if (tag < 0) PL_THROW("send: tag " << tag << " must be >= 0");
-  ScopedCommTimer t(stats_, bytes);
+  ScopedCommCall t(*this, bytes, "send", peer);
   do_send(buf, bytes, peer, tag);
 }
 
 void Communicator::recv(void* buf, size_t bytes, int peer, int tag) {
   check_peer(peer, "recv");
   if (tag < 0) PL_THROW("recv: tag " << tag << " must be >= 0");
-  ScopedCommTimer t(stats_, bytes);
+  ScopedCommCall t(*this, bytes, "recv", peer);
   do_recv(buf, bytes, peer, tag);
 }
 
 void Communicator::barrier() {
-  ScopedCommTimer t(stats_, 0);
+  ScopedCommCall t(*this, 0, "barrier");
   do_barrier();
 }
 

@@ -9,6 +9,7 @@
 // same order; a failed call throws parallama::Error.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -27,6 +28,14 @@ struct CommStats {
 };
 
 enum class CommType { F32, I32, F64 };
+
+// What a rank is waiting for right now, written by the calling thread and read
+// by a watchdog thread (parallel/comm_watchdog.h).
+struct CommWait {
+  std::atomic<int64_t> since_ns{0};       // steady clock at entry; 0: not in a call
+  std::atomic<const char*> op{nullptr};   // "all_reduce", "recv", ...
+  std::atomic<int> peer{-1};              // rank of this communicator; -1: a collective
+};
 
 class Communicator {
  public:
@@ -57,6 +66,8 @@ class Communicator {
 
   const CommStats& stats() const { return stats_; }
   void reset_stats() { stats_ = CommStats{}; }
+  const CommWait& wait_state() const { return wait_; }
+
 
  protected:
   virtual void do_all_reduce_sum(void* buf, size_t n, CommType type) = 0;
@@ -69,8 +80,10 @@ class Communicator {
   virtual void do_barrier() = 0;
 
  private:
+  friend class ScopedCommCall;
   void check_peer(int peer, const char* what) const;
   CommStats stats_;
+  CommWait wait_;
 };
 
 // The trivial world of one rank (tp=1, pp=1 without MPI): collectives copy or do

@@ -101,7 +101,23 @@ class ServingEngine {
   struct InFlight {
     StepPlan plan;
     std::vector<ScheduledSeq> step;
+    int64_t tokens = 0;
   };
+  // How long a step of n tokens may take on one stage, learnt from this rank's
+  // own forward passes (a prior from the weight size until then): the
+  // watchdog's allowance for waits on peers doing the same work.
+  struct StepTimes {
+    double fixed_s = 0;     // slowest step of few tokens (decode)
+    double per_token_s = 0; // slowest per-token time of large steps (prefill)
+    bool fixed_seen = false, per_token_seen = false;
+    double estimate(int64_t n_tokens) const {
+      return n_tokens > 0 ? fixed_s + per_token_s * static_cast<double>(n_tokens) : 0.0;
+    }
+    void observe(int64_t n_tokens, double seconds);
+  };
+  // Forward pass of this rank, timed for StepTimes, after telling the watchdog
+  // how long the waits of this step (and of tokens_ahead more in flight) may take.
+  void forward_watched(int64_t tokens, int64_t tokens_ahead);
   void drain_inbox();
   void finish(Sequence& s, FinishReason why);
   bool launch();  // schedules and starts one micro-batch; false if nothing to run
@@ -110,6 +126,8 @@ class ServingEngine {
   void send_plan(const std::vector<uint8_t>& bytes, int to);
   std::vector<uint8_t> recv_plan(int from);
   void worker_loop();
+  // A plan without work to every other rank: shutdown, or a heartbeat.
+  void send_control_plan(bool shutdown);
   double comm_seconds() const;
 
   Engine& engine_;
@@ -132,6 +150,7 @@ class ServingEngine {
   std::function<void(const ServeStats&)> observer_;
   ServeStats stats_;
   StageIO io_;
+  StepTimes step_times_;
   std::vector<SampledToken> tokens_;
   // Shared with other threads.
   std::mutex mu_;

@@ -64,7 +64,7 @@ std::vector<uint8_t> StepPlan::serialize() const {
   Writer w;
   w.put(kMagic);
   w.put(step);
-  w.put(static_cast<uint8_t>(shutdown));
+  w.put(static_cast<uint8_t>(uint8_t(shutdown) | uint8_t(heartbeat) << 1));
   w.put(static_cast<uint32_t>(added.size()));
   for (const auto& a : added) {
     w.put(a.id);
@@ -90,7 +90,10 @@ StepPlan StepPlan::deserialize(const uint8_t* data, size_t size) {
   if (r.get<uint32_t>() != kMagic) PL_THROW("step plan: bad magic");
   StepPlan p;
   p.step = r.get<uint64_t>();
-  p.shutdown = r.get<uint8_t>() != 0;
+  const uint8_t flags = r.get<uint8_t>();
+  if (flags > 3) PL_THROW("step plan: bad flags " << int(flags));
+  p.shutdown = flags & 1;
+  p.heartbeat = (flags & 2) != 0;
   const uint32_t n_added = r.get<uint32_t>();
   for (uint32_t i = 0; i < n_added; ++i) {
     PlanNewSeq a;

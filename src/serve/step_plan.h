@@ -32,6 +32,7 @@ struct PlanItem {
 struct StepPlan {
   uint64_t step = 0;
   bool shutdown = false;              // the engine stops; nothing else is set
+  bool heartbeat = false;             // rank 0 is alive but idle; nothing else is set
   std::vector<PlanNewSeq> added;      // announced before their first item
   std::vector<uint64_t> released;     // finished or aborted: drop their state
   std::vector<PlanItem> items;        // in batch order

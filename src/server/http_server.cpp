@@ -260,8 +260,9 @@ json logprobs_of(const ApiServer::Exchange& ex, const json& entries, size_t firs
 void ApiServer::handle_completion(const std::string& body_text, bool chat, const std::string& auth, void* res_ptr) {
   auto& res = *static_cast<httplib::Response*>(res_ptr);
   if (state_ != State::kReady)
-    return send_error(res, ApiError(503, state_ == State::kLoading ? "the model is still loading"
-                                                                   : "the server is shutting down",
+    return send_error(res, ApiError(503, state_ == State::kLoading    ? "the model is still loading"
+                                         : state_ == State::kFailed ? "the server has failed: " + failure_
+                                                                    : "the server is shutting down",
                                     "", "service_unavailable"));
   if (!opt_.api_key.empty() && auth != "Bearer " + opt_.api_key)
     return send_error(res, ApiError(401, "a valid API key is required (Authorization: Bearer KEY)"));
@@ -315,6 +316,10 @@ void ApiServer::handle_completion(const std::string& body_text, bool chat, const
   const char* object = chat ? "chat.completion" : "text_completion";
   if (!job.stream) {
     while (!pump(*ex, *engine_, *ctx_.tokenizer, std::chrono::milliseconds(100), submit_choice)) {
+      if (state_ == State::kFailed) {
+        finish_exchange(*ex);
+        return send_error(res, ApiError(500, "the request failed: " + failure_, "", "server_error"));
+      }
     }
     json choices = json::array();
     for (size_t i = 0; i < ex->choices.size(); ++i) {
@@ -347,6 +352,11 @@ void ApiServer::handle_completion(const std::string& body_text, bool chat, const
         bool all = false;
         while (!all) {
           all = pump(e, *engine_, *ctx_.tokenizer, std::chrono::milliseconds(50), submit_choice);
+          if (state_ == State::kFailed && !all) {  // the engine is gone: tell the client, end the stream
+            write(ApiError(500, "the request failed: " + failure_, "", "server_error").body());
+            sink.done();
+            return true;
+          }
           for (size_t i = 0; i < e.choices.size(); ++i) {
             auto& c = e.choices[i];
             const bool finishing = c.done && !c.reported;
@@ -386,6 +396,13 @@ void ApiServer::handle_completion(const std::string& body_text, bool chat, const
         return true;
       },
       [this, state, finish_exchange](bool) { finish_exchange(**state); });
+}
+
+void ApiServer::fail(const std::string& why) {
+  std::lock_guard<std::mutex> lock(fail_mu_);
+  if (state_ == State::kFailed) return;
+  failure_ = why;
+  state_ = State::kFailed;
 }
 
 void ApiServer::routes() {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -37,7 +38,7 @@ struct ServerOptions {
 
 class ApiServer {
  public:
-  enum class State { kLoading, kReady, kDraining };
+  enum class State { kLoading, kReady, kDraining, kFailed };
 
   explicit ApiServer(const ServerOptions& opt);
   ~ApiServer();
@@ -51,6 +52,10 @@ class ApiServer {
   // Shutdown: new requests get 503; in_flight() counts down as they finish.
   void drain() { state_ = State::kDraining; }
   int32_t in_flight() const { return in_flight_; }
+  // The engine cannot go on (a rank died or hangs): open requests end with an
+  // error naming `why` (streams get a `data: {"error": ...}` event) within
+  // about 0.1 s, and new ones get 503. Any thread.
+  void fail(const std::string& why);
   // Stops listening; open streams end.
   void stop();
 
@@ -65,6 +70,8 @@ class ApiServer {
   ServerOptions opt_;
   int port_ = 0;
   std::atomic<State> state_{State::kLoading};
+  std::mutex fail_mu_;
+  std::string failure_;  // set once, under fail_mu_, before state_ becomes kFailed
   std::atomic<int32_t> in_flight_{0};
   std::atomic<uint64_t> next_id_{1};
   ServingEngine* engine_ = nullptr;

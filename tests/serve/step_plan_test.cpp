@@ -65,6 +65,16 @@ TEST(StepPlan, RoundTripKeepsEveryField) {
   stop.shutdown = true;
   const auto sb = stop.serialize();
   EXPECT_TRUE(StepPlan::deserialize(sb.data(), sb.size()).shutdown);
+  EXPECT_FALSE(StepPlan::deserialize(sb.data(), sb.size()).heartbeat);
+  StepPlan beat;
+  beat.heartbeat = true;
+  auto hb = beat.serialize();
+  const StepPlan h = StepPlan::deserialize(hb.data(), hb.size());
+  EXPECT_TRUE(h.heartbeat);
+  EXPECT_FALSE(h.shutdown);
+  EXPECT_FALSE(q.heartbeat);
+  hb[12] = 4;  // magic (4 bytes), step (8), then the flags byte
+  EXPECT_THROW(StepPlan::deserialize(hb.data(), hb.size()), Error);
 }
 
 TEST(StepPlan, DamagedBuffersAreRefused) {

@@ -14,8 +14,9 @@ contract, not from observed output:
   * --max-queue: 429 with Retry-After and an OpenAI error object;
   * SIGTERM: /health and new requests 503, running requests finish up to
     --shutdown-timeout and are then aborted, exit status 0;
-  * a rank killed while serving: the request in flight ends, the server exits
-    non-zero within 10 s and names the failure, no process of the job is left.
+  * a rank killed or stopped while serving: the request in flight ends with an
+    error event naming the rank, the server exits non-zero within 10 s, no
+    process of the job is left.
 Everything is bounded in time: a hang fails the test, it never blocks it.
 """
 import concurrent.futures
@@ -555,8 +556,13 @@ def listening_pid(port):
     return None
 
 
-def test_dead_rank_ends_the_server_nonzero():
-    s = start_server("--no-log-requests", layout="--tp 2 -t 1")
+@pytest.mark.parametrize("how", ["killed", "stopped"])
+def test_dead_rank_fails_open_requests_and_ends_the_server_nonzero(how):
+    """A rank killed (SIGKILL: mpirun tears the job down) or stopped (SIGSTOP:
+    nothing dies, only the communication watchdog can see it): the open stream
+    gets an error event naming world rank 1, the server exits non-zero within
+    10 s, and no process of the job is left."""
+    s = start_server("--no-log-requests", "--comm-timeout", "2", layout="--tp 2 -t 1")
     try:
         ranks = rank_processes(s)
         assert sorted(ranks) == [0, 1], ranks
@@ -568,33 +574,41 @@ def test_dead_rank_ends_the_server_nonzero():
                        read_timeout=15)
         assert st.status == 200 and st.first.wait(30) and st.events, "no first chunk"
         n_log = len(s.log)
-        os.kill(ranks[1], signal.SIGKILL)
+        os.kill(ranks[1], signal.SIGKILL if how == "killed" else signal.SIGSTOP)
         t0 = time.time()
         try:
             rc = s.proc.wait(timeout=10)
         except Exception:
             st.join(timeout=1)
-            pytest.fail("HANG: the server still runs 10 s after rank 1 (pid %d) was killed; the stream %s; "
-                        "%d events read; stderr since the kill:\n%s"
-                        % (ranks[1], "ended (%s)" % st.ended if st.t_end else "still open", len(st.events),
+            pytest.fail("HANG: the server still runs 10 s after rank 1 (pid %d) was %s; the stream %s; "
+                        "%d events read; stderr since then:\n%s"
+                        % (ranks[1], how, "ended (%s)" % st.ended if st.t_end else "still open", len(st.events),
                            "".join(s.log[n_log:])[-3000:]))
         t_exit = time.time() - t0
         st.join(timeout=max(0.1, 10 - (time.time() - t0)))
-        assert st.t_end is not None, "the request in flight still hangs 10 s after rank 1 died"
+        assert st.t_end is not None, "the request in flight still hangs 10 s after rank 1 was " + how
         time.sleep(0.3)  # the stderr reader catches up
         after = "".join(s.log[n_log:])
-        assert rc != 0, "exit status 0 after a rank died:\n" + after[-2000:]
-        assert re.search(r"rank\s*1\b|exited on signal|killed|fail|abort|died|lost", after, re.I), \
-            "no message names the dead rank or the failure:\n" + after[-2000:]
+        assert rc != 0, "exit status 0 after a rank was %s:\n%s" % (how, after[-2000:])
+        errors = st.errors()
+        assert len(errors) == 1 and st.events[-1] == {"error": errors[0]}, \
+            "the stream did not end with one error event: %r" % st.events[-3:]
+        err = errors[0]
+        assert err["code"] == 500 and err["type"] == "server_error", err
+        want = "exited" if how == "killed" else "stopped"
+        assert re.search(r"world rank 1 \(host [^,]+, process %d %s\)" % (ranks[1], want), err["message"]), err
+        assert re.search(r"rank 0: error: .*world rank 1 .*%s" % want, after), \
+            "stderr does not name the %s rank:\n%s" % (how, after[-2000:])
+        if how == "stopped":
+            assert "communication timeout" in err["message"] and t_exit < 2 + 6, (err, t_exit)
         # No process of the job is left (ranks, mpirun, daemons: all carry the tag).
         deadline = time.time() + 3
         while tagged_pids(s.tag) and time.time() < deadline:
             time.sleep(0.1)
         left = {p: proc_info(p)[0] for p in tagged_pids(s.tag) if os.path.exists(f"/proc/{p}")}
         assert not left, "processes left after the server exited: %r" % left
-        print("\ndead rank: exit %d %.2f s after the kill; the stream ended (%s) after %.2f s with %s; stderr: %s"
-              % (rc, t_exit, st.ended, st.t_end - t0, st.errors() or "no error event",
-                 " | ".join(l.strip() for l in after.splitlines() if l.strip())[:600]))
+        print("\nrank 1 %s: exit %d %.2f s later; the stream ended (%s) after %.2f s with %s"
+              % (how, rc, t_exit, st.ended, st.t_end - t0, err["message"][:300]))
     finally:
         if s.proc.poll() is None:
             s.proc.kill()

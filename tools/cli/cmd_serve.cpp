@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -55,6 +56,21 @@ sigset_t shutdown_signals() {
   return sigs;
 }
 
+// Why mpirun sent us SIGTERM: names the ranks on this host that are gone or
+// stopped (other hosts' ranks cannot be seen from here).
+std::string job_ended_by_mpirun(const std::vector<RankInfo>& ranks) {
+  const std::string me = this_hostname();
+  std::string dead;
+  for (size_t r = 1; r < ranks.size(); ++r) {
+    const std::string st = local_process_state(ranks[r], me);
+    if (st.empty()) continue;
+    dead += dead.empty() ? "" : ", ";
+    dead += describe_rank(static_cast<int>(r), ranks, me);
+  }
+  if (!dead.empty()) return dead + "; mpirun is ending the job";
+  return "mpirun is ending the job (SIGTERM): a rank on another host ended, or mpirun itself was stopped";
+}
+
 int run_serve_on(const ServeCmdArgs& a, ParallelRun* run) {
   const bool leader = !run || run->leader();
   const std::string path = a.model.empty() ? default_model_path() : a.model;
@@ -102,23 +118,53 @@ int run_serve_on(const ServeCmdArgs& a, ParallelRun* run) {
   std::fprintf(stderr, "ready: http://%s:%d/v1 serves '%s' (max_model_len %d, %d KV blocks)\n", so.host.c_str(),
                server->port(), so.served_model_name.c_str(), se.max_model_len(), se.pool().n_blocks());
 
-  std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&sigs, &sig);
-    std::fprintf(stderr, "signal %d: draining (%d requests in flight, up to %.0f s)\n", sig, server->in_flight(),
-                 a.shutdown_timeout);
-    server->drain();
-    const double deadline = now_seconds() + a.shutdown_timeout;
-    while (server->in_flight() > 0 && now_seconds() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (server->in_flight() > 0) {
-      std::fprintf(stderr, "aborting %d requests still running\n", server->in_flight());
-      se.abort_all();
+  // Rank 0 fails its open requests before it ends the job on a fault it sees
+  // (communication timeout, an error from MPI).
+  if (run)
+    run->set_on_fatal([&server](const std::string& why) {
+      server->fail(why);
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the HTTP threads send the errors
+    });
+  const bool multi_rank = run && run->setup().world.world_size() > 1;
+  std::atomic<bool> exiting{false};
+  std::thread drainer;
+  std::thread signals([&] {
+    for (;;) {
+      int sig = 0;
+      sigwait(&sigs, &sig);
+      if (exiting) return;
+      if (sig == SIGTERM && multi_rank) {
+        // Our supervisor turns the user's signals into SIGUSR1: a SIGTERM is
+        // mpirun ending the job, because a rank died (or mpirun was told to
+        // stop). There is no time to drain; fail what is open and leave.
+        const std::string why = job_ended_by_mpirun(run->ranks());
+        std::fprintf(stderr, "rank 0: error: %s\n", why.c_str());
+        server->fail(why);
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        std::fflush(stderr);
+        std::_Exit(1);
+      }
+      if (drainer.joinable()) continue;  // already draining
+      std::fprintf(stderr, "signal %d: draining (%d requests in flight, up to %.0f s)\n", sig, server->in_flight(),
+                   a.shutdown_timeout);
+      drainer = std::thread([&] {
+        server->drain();
+        const double deadline = now_seconds() + a.shutdown_timeout;
+        while (server->in_flight() > 0 && now_seconds() < deadline)
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        if (server->in_flight() > 0) {
+          std::fprintf(stderr, "aborting %d requests still running\n", server->in_flight());
+          se.abort_all();
+        }
+        se.request_stop();
+      });
     }
-    se.request_stop();
   });
   se.run();  // the engine loop, until request_stop() and nothing is left
-  waiter.join();
+  exiting = true;
+  pthread_kill(signals.native_handle(), SIGUSR1);
+  signals.join();
+  if (drainer.joinable()) drainer.join();
   server->stop();
   std::fprintf(stderr, "stopped\n");
   return 0;

@@ -1,7 +1,10 @@
 #include "cli/parallel_run.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 
 #include "cli/commands.h"
@@ -16,13 +19,28 @@ struct ParallelRun::State {
   Communicator* world = nullptr;
   int local_ranks = 1;
   nlohmann::json summary;
+  std::vector<RankInfo> ranks;
+  std::mutex mu;
+  std::function<void(const std::string&)> on_fatal;
 };
 
 void add_parallel_options(CLI::App* c, ParallelArgs& a) {
   c->add_option("--tp", a.tp, "Tensor-parallel ranks (per pipeline stage)")->capture_default_str();
   c->add_option("--pp", a.pp, "Pipeline-parallel stages")->capture_default_str();
   c->add_option("--pp-layers", a.pp_layers, "Layers per stage, e.g. 16,14 (default: even)");
+  c->add_option("--comm-timeout", a.comm_timeout,
+                "Seconds a rank waits on a peer, beyond the step's expected work, before it ends the job "
+                "naming the peer (0: wait forever)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
 }
+
+void ParallelRun::set_on_fatal(std::function<void(const std::string&)> fn) {
+  std::lock_guard<std::mutex> lock(s_->mu);
+  s_->on_fatal = std::move(fn);
+}
+
+const std::vector<RankInfo>& ParallelRun::ranks() const { return s_->ranks; }
 
 bool ParallelRun::leader() const { return s_->setup.world.rank == 0; }
 
@@ -60,11 +78,31 @@ std::vector<int> parse_layers(const std::string& s) {
   return out;
 }
 
+void run_on_fatal(ParallelRun::State& st, const std::string& why) {
+  std::function<void(const std::string&)> fn;
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    fn = std::move(st.on_fatal);  // once
+  }
+  if (fn) fn(why);
+}
+
+std::vector<RankInfo> gather_rank_info(Communicator& world) {
+  const std::vector<std::string> hosts = gather_hostnames(world);
+  const int64_t me = getpid();
+  std::vector<int64_t> pids(world.size());
+  world.all_gather_bytes(&me, sizeof(me), pids.data());
+  std::vector<RankInfo> out(world.size());
+  for (int r = 0; r < world.size(); ++r) out[r] = {hosts[r], pids[r]};
+  return out;
+}
+
 }  // namespace
 
 void ParallelRun::print_layout(const Engine& e) {
   const WorldConfig& w = s_->setup.world;
-  const auto hosts = gather_hostnames(*s_->world);
+  std::vector<std::string> hosts;
+  for (const RankInfo& r : s_->ranks) hosts.push_back(r.host);
   double mine[2] = {static_cast<double>(e.model().weight_bytes()), 0.0};
   std::vector<double> all(2 * w.world_size());
   s_->world->all_gather_bytes(mine, sizeof(mine), all.data());
@@ -125,6 +163,7 @@ int with_parallel_run(const ParallelArgs& a, const std::string& model_path,
 
   CommandLine& cl = command_line();
   MpiContext ctx(&cl.argc, &cl.argv);
+  ParallelRun::State st;
   int rc = 1;
   try {
     auto f = GgufFile::open(model_path);
@@ -132,16 +171,32 @@ int with_parallel_run(const ParallelArgs& a, const std::string& model_path,
     const WorldConfig w = WorldConfig::create(a.tp, a.pp, ctx.world_rank(), ctx.world_size(),
                                               cfg.n_head, cfg.n_head_kv, cfg.n_layer, manual);
     ParallelComms comms = make_parallel_comms(ctx, w);
-    ParallelRun::State st;
     st.setup = ParallelSetup{w, comms.tp.get(), comms.pipe.get()};
     st.world = comms.world.get();
     st.local_ranks = local_rank_count();
+    st.ranks = gather_rank_info(*comms.world);
+    std::unique_ptr<CommWatchdog> watchdog;
+    if (a.comm_timeout > 0) {
+      watchdog = std::make_unique<CommWatchdog>(a.comm_timeout, w.rank, st.ranks, [&st, &ctx](const std::string& m) {
+        std::fprintf(stderr, "rank %d: error: %s\n", ctx.world_rank(), m.c_str());
+        std::fflush(stderr);
+        run_on_fatal(st, m);
+        // Not MPI_Abort: MPI is FUNNELED and the main thread is inside a call.
+        // mpirun ends the whole job when a rank exits without MPI_Finalize.
+        std::_Exit(1);
+      });
+      watchdog->watch(comms.tp.get(), "tp group of stage " + std::to_string(w.pp_rank()));
+      watchdog->watch(comms.pipe.get(), "pipeline link");
+      watchdog->watch(comms.world.get(), "world");
+      st.setup.watchdog = watchdog.get();
+    }
     ParallelRun run(&st);
     rc = body(run);
     comms.world->barrier();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "rank %d: error: %s\n", ctx.world_rank(), e.what());
     std::fflush(stderr);
+    run_on_fatal(st, e.what());
     MpiContext::abort(1);
   }
   return rc;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "parallel/comm_watchdog.h"
 
 namespace parallama::cli {
 
@@ -18,6 +19,7 @@ struct ParallelArgs {
   int tp = 1;
   int pp = 1;
   std::string pp_layers;  // "16,14": layers per stage
+  double comm_timeout = 10;  // seconds a rank waits on a peer beyond the step's expected work; 0: never
 };
 
 void add_parallel_options(CLI::App* cmd, ParallelArgs& a);
@@ -34,6 +36,12 @@ class ParallelRun {
   // Collective: per-rank compute / communication / idle (bubble) time after a run.
   void report(const Engine& e, const GenerateStats& st);
   nlohmann::json summary_json() const;  // what report() printed, for --json
+  // Called with the reason before this rank ends the job on a fault it detects
+  // (a communication timeout, an error): a server fails its open requests.
+  // Runs on any thread; should return within a second.
+  void set_on_fatal(std::function<void(const std::string&)> fn);
+  // Every rank's host and pid (gathered at start-up), for naming peers.
+  const std::vector<RankInfo>& ranks() const;
 
  private:
   State* s_;

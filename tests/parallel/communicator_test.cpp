@@ -85,6 +85,51 @@ TEST(Launcher, MpirunCommand) {
   EXPECT_EQ(cmd2[11], "x");
 }
 
+TEST(Launcher, PlacementArgs) {
+  EXPECT_TRUE(placement_args(HostPlacement{}, 4).empty()) << "one host: mpirun's defaults";
+  HostPlacement p;
+  p.hosts = "h1:2,h2:2";
+  const std::vector<std::string> want = {"--host", "h1:2,h2:2", "--map-by", "slot",
+                                         "--mca", "oob_tcp_keepalive_time", "3",
+                                         "--mca", "oob_tcp_keepalive_intvl", "1",
+                                         "--mca", "oob_tcp_keepalive_probes", "3"};
+  EXPECT_EQ(placement_args(p, 4), want);
+  p.map_by = "node";
+  p.mpi_net = "10.1.0.0/16";
+  const auto args = placement_args(p, 4);
+  ASSERT_EQ(args.size(), want.size() + 6);
+  EXPECT_EQ(args[3], "node");
+  EXPECT_EQ(std::vector<std::string>(args.end() - 6, args.end()),
+            (std::vector<std::string>{"--mca", "btl_tcp_if_include", "10.1.0.0/16", "--mca", "oob_tcp_if_include",
+                                      "10.1.0.0/16"}));
+  p = HostPlacement{};
+  p.hosts = "a,b,c:2";  // a host without a count has one slot
+  EXPECT_EQ(placement_args(p, 4)[1], "a,b,c:2");
+  for (const char* bad : {"a:2,b:1", "a:2,b:3", "a:0,b:4", "a:x,b:2", ":2,b:2", "a:2,,b:2", "a:2 b:2"}) {
+    p.hosts = bad;
+    EXPECT_THROW(placement_args(p, 4), Error) << bad;
+  }
+  p.hosts = "a:4";
+  p.map_by = "core";
+  EXPECT_THROW(placement_args(p, 4), Error);
+  p.map_by = "slot";
+  p.hostfile = "/etc/hostname";
+  EXPECT_THROW(placement_args(p, 4), Error) << "both --hosts and --hostfile";
+  p.hosts.clear();
+  EXPECT_EQ(placement_args(p, 4)[1], "/etc/hostname");
+  p.hostfile = "/nonexistent/hosts";
+  EXPECT_THROW(placement_args(p, 4), Error);
+  p.hostfile.clear();
+  p.mpi_net = "eth0";
+  EXPECT_THROW(placement_args(p, 4), Error);
+  // The placement goes between our fixed arguments and the user's own.
+  setenv("PARALLAMA_MPIRUN_ARGS", "--mine", 1);
+  const auto cmd = mpirun_command("mpirun", 2, "x", {"serve"}, {"--host", "a:2"});
+  unsetenv("PARALLAMA_MPIRUN_ARGS");
+  EXPECT_EQ(std::vector<std::string>(cmd.begin() + 9, cmd.end()),
+            (std::vector<std::string>{"--host", "a:2", "--mine", "x", "serve"}));
+}
+
 TEST(Launcher, ThreadsPerRank) {
   const int n = host_cpu_count();
   EXPECT_GE(n, 1);

@@ -68,7 +68,12 @@ std::string job_ended_by_mpirun(const std::vector<RankInfo>& ranks) {
     dead += describe_rank(static_cast<int>(r), ranks, me);
   }
   if (!dead.empty()) return dead + "; mpirun is ending the job";
-  return "mpirun is ending the job (SIGTERM): a rank on another host ended, or mpirun itself was stopped";
+  std::string others;
+  for (const RankInfo& r : ranks)
+    if (r.host != me && others.find(r.host) == std::string::npos) others += (others.empty() ? "" : ", ") + r.host;
+  if (others.empty()) return "mpirun is ending the job (SIGTERM): mpirun was stopped";
+  return "mpirun is ending the job (SIGTERM): a rank on another host (" + others +
+         ") ended or is unreachable, or mpirun was stopped";
 }
 
 int run_serve_on(const ServeCmdArgs& a, ParallelRun* run) {

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -33,6 +34,13 @@ void add_parallel_options(CLI::App* c, ParallelArgs& a) {
                 "naming the peer (0: wait forever)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  c->add_option("--hosts", a.placement.hosts,
+                "Run the ranks on these hosts, HOST:SLOTS,... (slots add up to tp*pp; mpirun reaches them by ssh)");
+  c->add_option("--hostfile", a.placement.hostfile, "Run the ranks on the hosts of this Open MPI host file");
+  c->add_option("--map-by", a.placement.map_by,
+                "slot: consecutive ranks share a host (TP inside hosts, PP across); node: round robin (TP across)")
+      ->capture_default_str();
+  c->add_option("--mpi-net", a.placement.mpi_net, "Network (CIDR) MPI uses between hosts, e.g. 10.0.0.0/24");
 }
 
 void ParallelRun::set_on_fatal(std::function<void(const std::string&)> fn) {
@@ -159,7 +167,14 @@ int with_parallel_run(const ParallelArgs& a, const std::string& model_path,
     const ModelConfig cfg = ModelConfig::from_gguf(*f);
     validate_layout(a.tp, a.pp, 0, cfg.n_head, cfg.n_layer, manual, cfg.n_head_kv);
   }
-  if (!mpi) relaunch_under_mpirun(a.tp * a.pp, command_line().argc, command_line().argv);
+  if (!mpi) {
+    relaunch_under_mpirun(a.tp * a.pp, command_line().argc, command_line().argv,
+                          placement_args(a.placement, a.tp * a.pp));
+  }
+  if (a.placement.multi_host() || !a.placement.mpi_net.empty())
+    if (std::getenv("OMPI_COMM_WORLD_RANK") && std::string(std::getenv("OMPI_COMM_WORLD_RANK")) == "0" &&
+        !std::getenv("PARALLAMA_MPI_RELAUNCHED"))
+      std::fprintf(stderr, "note: started under mpirun: --hosts/--hostfile/--mpi-net are mpirun's to give\n");
 
   CommandLine& cl = command_line();
   MpiContext ctx(&cl.argc, &cl.argv);
@@ -181,6 +196,7 @@ int with_parallel_run(const ParallelArgs& a, const std::string& model_path,
         std::fprintf(stderr, "rank %d: error: %s\n", ctx.world_rank(), m.c_str());
         std::fflush(stderr);
         run_on_fatal(st, m);
+        notify_supervisor_of_failure();
         // Not MPI_Abort: MPI is FUNNELED and the main thread is inside a call.
         // mpirun ends the whole job when a rank exits without MPI_Finalize.
         std::_Exit(1);
@@ -197,6 +213,7 @@ int with_parallel_run(const ParallelArgs& a, const std::string& model_path,
     std::fprintf(stderr, "rank %d: error: %s\n", ctx.world_rank(), e.what());
     std::fflush(stderr);
     run_on_fatal(st, e.what());
+    notify_supervisor_of_failure();
     MpiContext::abort(1);
   }
   return rc;

@@ -12,6 +12,7 @@
 
 #include "engine/engine.h"
 #include "parallel/comm_watchdog.h"
+#include "parallel/launcher.h"
 
 namespace parallama::cli {
 
@@ -20,6 +21,7 @@ struct ParallelArgs {
   int pp = 1;
   std::string pp_layers;  // "16,14": layers per stage
   double comm_timeout = 10;  // seconds a rank waits on a peer beyond the step's expected work; 0: never
+  HostPlacement placement;   // --hosts, --hostfile, --map-by, --mpi-net (when we start mpirun)
 };
 
 void add_parallel_options(CLI::App* cmd, ParallelArgs& a);

@@ -50,6 +50,15 @@ CommWatchdog::~CommWatchdog() {
   thread_.join();
 }
 
+bool CommWatchdog::spans_hosts(const Communicator& c) const {
+  for (int r = 1; r < c.size(); ++r) {
+    const int a = c.world_rank_of(0), b = c.world_rank_of(r);
+    if (a < static_cast<int>(ranks_.size()) && b < static_cast<int>(ranks_.size()) && ranks_[a].host != ranks_[b].host)
+      return true;
+  }
+  return false;
+}
+
 void CommWatchdog::watch(const Communicator* c, std::string label) {
   std::lock_guard<std::mutex> lock(mu_);
   watched_.push_back({c, std::move(label)});

@@ -55,6 +55,8 @@ class CommWatchdog {
   // do before they answer); set by the engine loop before each step.
   void set_allowance(double s) { allowance_.store(s < 0 ? 0 : s); }
   double timeout() const { return timeout_s_; }
+  // Whether c's members run on more than one host (their traffic crosses a network).
+  bool spans_hosts(const Communicator& c) const;
 
   // The message for the first watched call past its deadline at now_ns
   // (steady clock), or "". The thread calls this; tests call it directly.

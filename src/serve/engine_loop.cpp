@@ -62,7 +62,19 @@ ServingEngine::ServingEngine(Engine& engine, const ServeConfig& cfg)
   const double bytes = static_cast<double>(engine.model().weight_bytes());
   step_times_.fixed_s = 2.5e-10 * bytes + 0.01;
   step_times_.per_token_s = 2e-11 * bytes + 1e-4;
-  if (const ParallelSetup* par = engine.parallel(); par && par->watchdog) par->watchdog->arm(true);
+  if (const ParallelSetup* par = engine.parallel(); par && par->watchdog) {
+    // Across hosts a step may be bound by the network, which the compute prior
+    // ignores: add a link of 10 MB/s (80 Mbit/s) for the bytes a token sends
+    // there (two all-reduces of n_embd doubles per layer, ring: twice the
+    // data; the stage-to-stage hidden state).
+    const ModelConfig& mc = engine.config();
+    double net = 0;
+    if (tp_ > 1 && par->watchdog->spans_hosts(*par->tp)) net += 2.0 * 2 * mc.n_layer / pp_ * mc.n_embd * 8;
+    if (pp_ > 1 && par->watchdog->spans_hosts(*par->pipe)) net += (pp_ - 1.0) * mc.n_embd * 4;
+    step_times_.per_token_s += net / 1e7;
+    step_times_.fixed_s += net / 1e7;
+    par->watchdog->arm(true);
+  }
 }
 
 ServingEngine::~ServingEngine() {
@@ -81,10 +93,14 @@ void ServingEngine::StepTimes::observe(int64_t n_tokens, double seconds) {
 }
 
 void ServingEngine::forward_watched(int64_t tokens, int64_t tokens_ahead) {
+  recent_steps_.push_back(tokens);
+  while (static_cast<int>(recent_steps_.size()) > pp_ + 1) recent_steps_.pop_front();
   if (const ParallelSetup* par = engine_.parallel(); par && par->watchdog) {
-    // A wait in this step covers at most every stage's share of the work in flight.
-    const double per_stage = step_times_.estimate(tokens) + step_times_.estimate(tokens_ahead);
-    par->watchdog->set_allowance(3.0 * pp_ * per_stage);
+    const int64_t largest = *std::max_element(recent_steps_.begin(), recent_steps_.end());
+    const double per_stage = std::max(step_times_.estimate(tokens) + step_times_.estimate(tokens_ahead),
+                                      step_times_.estimate(largest));
+    // Margin 4: a link two stages share runs each at half speed once both are busy.
+    par->watchdog->set_allowance(4.0 * pp_ * per_stage);
   }
   const double t0 = now_seconds();
   exec_.forward(io_);
@@ -431,7 +447,7 @@ void ServingEngine::worker_loop() {
     // The next plan comes within a heartbeat, or after the stages before this
     // one have run the largest step there can be.
     if (par.watchdog)
-      par.watchdog->set_allowance(3.0 * pp_ * step_times_.estimate(cfg_.sched.max_num_batched_tokens));
+      par.watchdog->set_allowance(4.0 * pp_ * step_times_.estimate(cfg_.sched.max_num_batched_tokens));
     if (w.is_first_stage()) broadcast_plan(*par.tp, bytes);
     else bytes = recv_plan(w.prev_stage_rank());
     const StepPlan plan = StepPlan::deserialize(bytes.data(), bytes.size());

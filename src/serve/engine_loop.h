@@ -116,7 +116,9 @@ class ServingEngine {
     void observe(int64_t n_tokens, double seconds);
   };
   // Forward pass of this rank, timed for StepTimes, after telling the watchdog
-  // how long the waits of this step (and of tokens_ahead more in flight) may take.
+  // how long the waits of this step may take: the work in flight before it
+  // (tokens_ahead, rank 0) or a neighbour stage still on one of the last pp
+  // steps, whichever is larger, on every stage, with a margin of 4.
   void forward_watched(int64_t tokens, int64_t tokens_ahead);
   void drain_inbox();
   void finish(Sequence& s, FinishReason why);
@@ -151,6 +153,7 @@ class ServingEngine {
   ServeStats stats_;
   StageIO io_;
   StepTimes step_times_;
+  std::deque<int64_t> recent_steps_;  // tokens of this rank's last pp steps
   std::vector<SampledToken> tokens_;
   // Shared with other threads.
   std::mutex mu_;

@@ -137,6 +137,14 @@ TEST(CommWatchdog, CollectiveNamesEveryOtherMember) {
   t.join();
 }
 
+TEST(CommWatchdog, SpansHosts) {
+  BlockingComm c;  // members: world ranks 4 (hostB), 5 and 6 (hostA)
+  CommWatchdog mixed(1.0, 5, world_ranks(), [](const std::string&) {});
+  EXPECT_TRUE(mixed.spans_hosts(c));
+  CommWatchdog one_host(1.0, 5, std::vector<RankInfo>(7, RankInfo{"hostA", 0}), [](const std::string&) {});
+  EXPECT_FALSE(one_host.spans_hosts(c));
+}
+
 TEST(CommWatchdog, ThreadFiresOnceForARealWait) {
   BlockingComm c;
   std::atomic<int> fired{0};

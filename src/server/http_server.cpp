@@ -31,7 +31,11 @@ struct ApiServer::Exchange {
     std::deque<TokenEvent> events;  // engine thread -> HTTP thread, under mu
     // HTTP thread only.
     std::unique_ptr<TextStream> text;
-    std::string pending;   // text not yet sent
+    struct Piece {
+      std::string text;  // text one token released (several when a held-back stop-string prefix gives way)
+      size_t lp_end;     // logprobs entries up to and including that token
+    };
+    std::deque<Piece> pieces;  // released, not yet sent
     std::string all;       // all text (non-streamed answers)
     json logprobs = json::array();
     size_t logprobs_sent = 0;
@@ -164,6 +168,10 @@ void ApiServer::emit_usage_and_log(Exchange& ex) {
 
 namespace {
 
+void add_piece(ApiServer::Exchange::Choice& c, std::string text) {
+  if (!text.empty()) c.pieces.push_back({std::move(text), c.logprobs.size()});
+}
+
 // Moves the engine's events into text, logprobs and finish reasons; submits the
 // other n - 1 choices of a prompt once its first choice has its first token (its
 // prompt blocks are then in the prefix cache, which they share). Waits up to
@@ -200,7 +208,7 @@ bool pump(ApiServer::Exchange& ex, ServingEngine& se, const Tokenizer& tok, std:
           c.logprobs.push_back({{"token", tok.token_to_piece(ev.token)}, {"logprob", ev.logprob}, {"top", top}});
         }
         const bool eog = tok.is_eog(ev.token) && !ex.job.base.ignore_eos;
-        if (!eog) c.pending += c.text->push(ev.token);
+        if (!eog) add_piece(c, c.text->push(ev.token));
         if (c.text->stopped()) {
           c.finish = "stop";
           c.done = true;
@@ -209,7 +217,7 @@ bool pump(ApiServer::Exchange& ex, ServingEngine& se, const Tokenizer& tok, std:
         }
       }
       if (ev.finish != FinishReason::kNone) {
-        c.pending += c.text->finish();
+        add_piece(c, c.text->finish());
         c.finish = finish_reason_name(ev.finish);
         c.done = true;
       }
@@ -324,7 +332,8 @@ void ApiServer::handle_completion(const std::string& body_text, bool chat, const
     json choices = json::array();
     for (size_t i = 0; i < ex->choices.size(); ++i) {
       auto& c = ex->choices[i];
-      c.all += c.pending;
+      for (auto& piece : c.pieces) c.all += piece.text;
+      c.pieces.clear();
       json ch = {{"index", i}, {"finish_reason", c.finish == "abort" ? json() : json(c.finish)},
                  {"logprobs", logprobs_of(*ex, c.logprobs, 0, c.logprobs.size())}};
       if (chat) ch["message"] = {{"role", "assistant"}, {"content", c.all}};
@@ -360,28 +369,40 @@ void ApiServer::handle_completion(const std::string& body_text, bool chat, const
           for (size_t i = 0; i < e.choices.size(); ++i) {
             auto& c = e.choices[i];
             const bool finishing = c.done && !c.reported;
-            if (c.pending.empty() && !finishing && c.logprobs_sent == c.logprobs.size()) continue;
+            if (c.pieces.empty() && !finishing && c.logprobs_sent == c.logprobs.size()) continue;
             if (finishing && c.finish == "abort") {  // ended by the server (shutdown), not by the client
               write(ApiError(503, "the request was aborted: the server is shutting down", "", "server_error").body());
               emit_usage_and_log(e);
               continue;
             }
-            json ch = {{"index", i}, {"finish_reason", finishing ? json(c.finish) : json()},
-                       {"logprobs", logprobs_of(e, c.logprobs, c.logprobs_sent, c.logprobs.size())}};
-            c.logprobs_sent = c.logprobs.size();
-            if (chat) {
-              ch["delta"] = json::object();
-              if (!sent_role[i]) ch["delta"]["role"] = "assistant", sent_role[i] = true;
-              if (!c.pending.empty() || !finishing) ch["delta"]["content"] = c.pending;
-            } else {
-              ch["text"] = c.pending;
-            }
-            c.pending.clear();
-            if (!write({{"id", e.id}, {"object", obj}, {"created", e.created}, {"model", ctx_.model_name},
-                        {"choices", json::array({ch})}})) {
-              return false;  // the client went away: the releaser aborts what still runs
-            }
-            if (finishing) emit_usage_and_log(e);
+            // One event per released piece (one per token, so a client's inter-token
+            // gaps are the engine's), the finish reason on the last.
+            do {
+              const bool last = c.pieces.size() <= 1;
+              std::string text;
+              size_t lp_end = c.logprobs.size();
+              if (!c.pieces.empty()) {
+                text = std::move(c.pieces.front().text);
+                if (!last) lp_end = c.pieces.front().lp_end;
+                c.pieces.pop_front();
+              }
+              const bool fin = finishing && last;
+              json ch = {{"index", i}, {"finish_reason", fin ? json(c.finish) : json()},
+                         {"logprobs", logprobs_of(e, c.logprobs, c.logprobs_sent, lp_end)}};
+              c.logprobs_sent = lp_end;
+              if (chat) {
+                ch["delta"] = json::object();
+                if (!sent_role[i]) ch["delta"]["role"] = "assistant", sent_role[i] = true;
+                if (!text.empty() || !fin) ch["delta"]["content"] = text;
+              } else {
+                ch["text"] = text;
+              }
+              if (!write({{"id", e.id}, {"object", obj}, {"created", e.created}, {"model", ctx_.model_name},
+                          {"choices", json::array({ch})}})) {
+                return false;  // the client went away: the releaser aborts what still runs
+              }
+              if (fin) emit_usage_and_log(e);
+            } while (!c.pieces.empty());
           }
           if (!all && !sink.is_writable()) {  // the client went away while nothing was sent
             return false;

@@ -212,6 +212,7 @@ void add_bench(CLI::App& app, std::function<int()>& run) {
   c->add_option("--paired-mib", a->paired_mib, "Buffer of the paired reads (beyond the caches)")
       ->capture_default_str();
   add_bench_throughput(c, run);
+  add_bench_serve(c, run);
   // CLI11 runs this callback after a chosen `bench throughput`'s own one: leave
   // `run` to the subcommand then.
   c->callback([a, c, &run] {

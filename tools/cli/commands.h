@@ -21,6 +21,7 @@ void add_bench(CLI::App& app, std::function<int()>& run);
 // `bench throughput` under `bench` (its parent): many requests at once through the
 // serving engine; sets `run` when chosen.
 void add_bench_throughput(CLI::App* bench, std::function<int()>& run);
+void add_bench_serve(CLI::App* bench, std::function<int()>& run);
 void add_synth(CLI::App& app, std::function<int()>& run);
 void add_membw(CLI::App& app, std::function<int()>& run);
 void add_serve(CLI::App& app, std::function<int()>& run);

@@ -297,8 +297,11 @@ void ApiServer::handle_completion(const std::string& body_text, bool chat, const
     auto keep = weak.lock();
     c.req_id = engine_->add_request(request_of(ex_raw->job, c.prompt, static_cast<int32_t>(i % ex_raw->job.n)),
                                     [keep, i](const TokenEvent& ev) {
-                                      std::lock_guard<std::mutex> lock(keep->mu);
-                                      keep->choices[i].events.push_back(ev);
+                                      {
+                                        std::lock_guard<std::mutex> lock(keep->mu);
+                                        keep->choices[i].events.push_back(ev);
+                                      }
+                                      // After unlocking: the woken HTTP thread does not block on the mutex.
                                       keep->cv.notify_all();
                                     });
   };

@@ -55,10 +55,21 @@ void add_metric(nlohmann::json& j, const std::string& name, const std::vector<do
   if (!ms.empty()) mean /= static_cast<double>(ms.size());
   for (double x : ms) var += (x - mean) * (x - mean);
   if (!ms.empty()) var /= static_cast<double>(ms.size());  // population std, as numpy's default
-  j["mean_" + name + "_ms"] = mean;
-  j["median_" + name + "_ms"] = percentile(ms, 50);
-  j["std_" + name + "_ms"] = std::sqrt(var);
-  for (double p : percentiles) j["p" + pct_name(p) + "_" + name + "_ms"] = percentile(ms, p);
+  // Keys built by appending (GCC 12 warns falsely on "literal" + std::string, -Wrestrict).
+  auto key = [&name](std::string stat) {
+    stat += '_';
+    stat += name;
+    stat += "_ms";
+    return stat;
+  };
+  j[key("mean")] = mean;
+  j[key("median")] = percentile(ms, 50);
+  j[key("std")] = std::sqrt(var);
+  for (double p : percentiles) {
+    std::string stat(1, 'p');
+    stat += pct_name(p);
+    j[key(std::move(stat))] = percentile(ms, p);
+  }
 }
 
 }  // namespace

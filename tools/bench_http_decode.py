@@ -14,20 +14,12 @@ parses every event on the cores the engine computes on).
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROMPT = ("The history of computing is a story of people and machines. " * 12).strip()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from bench_server import PROMPT, ROOT, free_port  # the same prompt as the server benchmark
 
 
 def main():

@@ -59,7 +59,6 @@ StreamResult run_stream(const Endpoint& ep, nlohmann::json body, int64_t prompt_
   auto [host, prefix] = split_url(ep.base_url);
   std::string path = ep.path;
   if (!prefix.empty() && path.rfind(prefix, 0) != 0) path = prefix + path;
-  if (prefix == "/v1" && path.rfind("/v1/v1/", 0) == 0) path = path.substr(3);
 
   httplib::Client cli(host);
   const auto timeout = std::chrono::duration<double>(ep.timeout_s);

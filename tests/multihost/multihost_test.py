@@ -252,18 +252,24 @@ def inject(fault):
 FAULTS = ["kill_rank", "kill_host", "stop_rank", "cut_link"]
 
 
+def inject_and_wait(fault, proc, what):
+    """Applies the fault and waits for proc to end: (what a message must name,
+    exit status, seconds it took, when the fault came); a hang fails."""
+    names = inject(fault)
+    t0 = time.time()
+    rc = proc.wait(FAULT_LIMIT_S)
+    assert rc is not None, "HANG: %s still runs %d s after %s:\n%s" % (what, FAULT_LIMIT_S, fault,
+                                                                      proc.stderr()[-3000:])
+    return names, rc, time.time() - t0, t0
+
+
 @pytest.mark.parametrize("fault", FAULTS)
 def test_generate_fault_ends_the_job(hosts, fault):
     p = Proc(BIN, "generate", "--tp", "2", "--pp", "2", "-t", "1", "-n", "100000", "-c", "200000", "--ignore-eos",
              "-p", "Once upon a time", "--hosts", f"{H1}:2,{H2}:2", "--comm-timeout", COMM_TIMEOUT)
     try:
         p.wait_for(lambda: len(p.stdout()) > 100, 120, "generated text")
-        names = inject(fault)
-        t0 = time.time()
-        rc = p.wait(FAULT_LIMIT_S)
-        elapsed = time.time() - t0
-        assert rc is not None, "HANG: generate still runs %d s after %s:\n%s" % (FAULT_LIMIT_S, fault,
-                                                                              p.stderr()[-3000:])
+        names, rc, elapsed, _ = inject_and_wait(fault, p, "generate")
         assert rc != 0, "exit status 0 after " + fault
         assert re.search(names, p.stderr()), "no message names %s:\n%s" % (names, p.stderr()[-3000:])
         print("\ngenerate, %s: exit %d after %.1f s" % (fault, rc, elapsed))
@@ -281,12 +287,7 @@ def test_serve_fault_fails_open_requests_and_ends_the_server(hosts, fault):
     try:
         first = client.stdout.readline()
         assert first.strip() == "FIRST", "no first chunk: %r %s" % (first, client.stderr.read()[-2000:])
-        names = inject(fault)
-        t0 = time.time()
-        rc = s.wait(FAULT_LIMIT_S)
-        elapsed = time.time() - t0
-        assert rc is not None, "HANG: the server still runs %d s after %s:\n%s" % (FAULT_LIMIT_S, fault,
-                                                                                 s.stderr()[-3000:])
+        names, rc, elapsed, t0 = inject_and_wait(fault, s, "the server")
         out, err = client.communicate(timeout=FAULT_LIMIT_S)
         summary = json.loads(out.strip().splitlines()[-1])
         assert rc != 0, "exit status 0 after " + fault

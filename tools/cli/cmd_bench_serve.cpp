@@ -5,7 +5,6 @@
 // --max-concurrency at once; every response is streamed and timed.
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>

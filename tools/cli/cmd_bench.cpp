@@ -213,6 +213,7 @@ void add_bench(CLI::App& app, std::function<int()>& run) {
       ->capture_default_str();
   add_bench_throughput(c, run);
   add_bench_serve(c, run);
+  add_bench_sweep(c, run);
   // CLI11 runs this callback after a chosen `bench throughput`'s own one: leave
   // `run` to the subcommand then.
   c->callback([a, c, &run] {

@@ -21,6 +21,7 @@
 #include "bench/arrivals.h"
 #include "bench/serve_client.h"
 #include "bench/serve_metrics.h"
+#include "cli/bench_serve.h"
 #include "cli/commands.h"
 #include "core/check.h"
 #include "core/clock.h"
@@ -31,30 +32,6 @@
 namespace parallama::cli {
 
 namespace {
-
-struct BenchServeArgs {
-  std::string base_url = "http://127.0.0.1:8080";
-  std::string endpoint = "completions";
-  std::string model;      // "" -> the server's first model
-  std::string tokenizer;  // GGUF whose tokenizer makes and measures prompts (default model)
-  std::string api_key;
-  std::string dataset_name = "random";
-  std::string dataset_path;
-  int num_prompts = 1000;
-  int random_input_len = 1024;
-  int random_output_len = 128;
-  double random_range_ratio = 0;
-  double request_rate = INFINITY;
-  double burstiness = 1;
-  int max_concurrency = 0;
-  uint64_t seed = 0;
-  bool ignore_eos = false;
-  std::string percentile_metrics = "ttft,tpot,itl";
-  std::string metric_percentiles = "99";
-  std::string goodput;
-  std::string result_filename;
-  bool json = false;
-};
 
 struct Prompt {
   nlohmann::json body;  // model, prompt or messages, max_tokens, ...
@@ -163,7 +140,9 @@ void print_summary(const nlohmann::json& r, const std::vector<std::string>& metr
   std::printf("==================================================\n");
 }
 
-int run_bench_serve(const BenchServeArgs& a) {
+}  // namespace
+
+nlohmann::json run_serve_benchmark(const BenchServeArgs& a, bool progress) {
   if (a.num_prompts < 1) PL_THROW("--num-prompts must be at least 1");
   if (a.max_concurrency < 0) PL_THROW("--max-concurrency must be >= 0 (0: no limit)");
   if (a.random_input_len < 1 || a.random_output_len < 1) PL_THROW("--random-input-len/--random-output-len must be >= 1");
@@ -199,7 +178,6 @@ int run_bench_serve(const BenchServeArgs& a) {
   std::mutex mu;
   std::condition_variable cv;
   int running = 0, done = 0;
-  const bool progress = isatty(STDERR_FILENO);
   std::vector<std::thread> threads;
   threads.reserve(n);
   const double t0 = now_seconds();
@@ -246,43 +224,54 @@ int run_bench_serve(const BenchServeArgs& a) {
   for (const auto& r : records)
     per.push_back({{"success", r.success}, {"error", r.error}, {"prompt_len", r.prompt_len},
                    {"output_len", r.output_len}, {"ttft", r.ttft_s}, {"latency", r.latency_s}, {"itl", r.itl_s}});
+  out["requests"] = per;
+  return out;
+}
+
+namespace {
+
+int run_bench_serve(const BenchServeArgs& a) {
+  nlohmann::json out = run_serve_benchmark(a, isatty(STDERR_FILENO));
   if (!a.result_filename.empty()) {
-    nlohmann::json full = out;
-    full["requests"] = per;
     std::ofstream o(a.result_filename);
     if (!o) PL_THROW("--result-filename: cannot write '" << a.result_filename << "'");
-    o << full.dump(1) << "\n";
+    o << out.dump(1) << "\n";
   }
+  out.erase("requests");
   if (a.json) std::cout << out.dump() << std::endl;
-  else print_summary(out, mopt.metrics);
+  else print_summary(out, split(a.percentile_metrics, ','));
   return 0;
 }
 
 }  // namespace
 
+void add_bench_workload_options(CLI::App* c, BenchServeArgs& a) {
+  c->add_option("--endpoint", a.endpoint, "completions, chat, or a path")->capture_default_str();
+  c->add_option("--model", a.model, "Model name in the requests (default: the server's first)");
+  c->add_option("--tokenizer", a.tokenizer, "GGUF whose tokenizer makes the prompts (default: the default model)");
+  c->add_option("--dataset-name", a.dataset_name, "random or sharegpt")->capture_default_str();
+  c->add_option("--dataset-path", a.dataset_path, "ShareGPT-format JSON file");
+  c->add_option("--num-prompts", a.num_prompts, "Requests to send")->capture_default_str();
+  c->add_option("--random-input-len", a.random_input_len, "Prompt tokens (random dataset)")->capture_default_str();
+  c->add_option("--random-output-len", a.random_output_len, "max_tokens (random dataset)")->capture_default_str();
+  c->add_option("--random-range-ratio", a.random_range_ratio, "Lengths uniform in len x [1 - R, 1 + R]")
+      ->capture_default_str();
+  c->add_option("--burstiness", a.burstiness, "Gamma shape of the gaps (1: Poisson)")->capture_default_str();
+  c->add_option("--max-concurrency", a.max_concurrency, "Requests in flight at most (0: no limit)");
+  c->add_option("--seed", a.seed, "Seed of the prompts and arrival times")->capture_default_str();
+  c->add_flag("--ignore-eos", a.ignore_eos, "Ask the server to ignore end-of-sequence (fixed output lengths)");
+  c->add_option("--goodput", a.goodput, "SLOs in ms, e.g. \"ttft:500 tpot:50\"");
+}
+
 void add_bench_serve(CLI::App* bench, std::function<int()>& run) {
   auto a = std::make_shared<BenchServeArgs>();
   CLI::App* c = bench->add_subcommand("serve", "Open-loop serving benchmark against an OpenAI-compatible server");
   c->add_option("--base-url", a->base_url, "Server, e.g. http://127.0.0.1:8080")->capture_default_str();
-  c->add_option("--endpoint", a->endpoint, "completions, chat, or a path")->capture_default_str();
-  c->add_option("--model", a->model, "Model name in the requests (default: the server's first)");
-  c->add_option("--tokenizer", a->tokenizer, "GGUF whose tokenizer makes the prompts (default: the default model)");
   c->add_option("--api-key", a->api_key, "Authorization: Bearer KEY");
-  c->add_option("--dataset-name", a->dataset_name, "random or sharegpt")->capture_default_str();
-  c->add_option("--dataset-path", a->dataset_path, "ShareGPT-format JSON file");
-  c->add_option("--num-prompts", a->num_prompts, "Requests to send")->capture_default_str();
-  c->add_option("--random-input-len", a->random_input_len, "Prompt tokens (random dataset)")->capture_default_str();
-  c->add_option("--random-output-len", a->random_output_len, "max_tokens (random dataset)")->capture_default_str();
-  c->add_option("--random-range-ratio", a->random_range_ratio, "Lengths uniform in len x [1 - R, 1 + R]")
-      ->capture_default_str();
   c->add_option("--request-rate", a->request_rate, "Requests per second (inf: all at once)")->capture_default_str();
-  c->add_option("--burstiness", a->burstiness, "Gamma shape of the gaps (1: Poisson)")->capture_default_str();
-  c->add_option("--max-concurrency", a->max_concurrency, "Requests in flight at most (0: no limit)");
-  c->add_option("--seed", a->seed, "Seed of the prompts and arrival times")->capture_default_str();
-  c->add_flag("--ignore-eos", a->ignore_eos, "Ask the server to ignore end-of-sequence (fixed output lengths)");
   c->add_option("--percentile-metrics", a->percentile_metrics, "Of ttft,tpot,itl,e2el")->capture_default_str();
   c->add_option("--metric-percentiles", a->metric_percentiles, "e.g. 50,90,99")->capture_default_str();
-  c->add_option("--goodput", a->goodput, "SLOs in ms, e.g. \"ttft:500 tpot:50\"");
+  add_bench_workload_options(c, *a);
   c->add_option("--result-filename", a->result_filename, "Write the result JSON (with every request) here");
   c->add_flag("--json", a->json, "Print the result as one JSON object");
   c->callback([a, &run] { run = [a] { return run_bench_serve(*a); }; });

@@ -22,6 +22,8 @@ void add_bench(CLI::App& app, std::function<int()>& run);
 // serving engine; sets `run` when chosen.
 void add_bench_throughput(CLI::App* bench, std::function<int()>& run);
 void add_bench_serve(CLI::App* bench, std::function<int()>& run);
+// `bench sweep`: our server over layouts (emulated hosts too) and request rates.
+void add_bench_sweep(CLI::App* bench, std::function<int()>& run);
 void add_synth(CLI::App& app, std::function<int()>& run);
 void add_membw(CLI::App& app, std::function<int()>& run);
 void add_serve(CLI::App& app, std::function<int()>& run);

@@ -1,0 +1,345 @@
+// parallama bench sweep: for each layout, start `parallama serve` (on emulated
+// hosts where the layout asks), wait for /health, run the serving benchmark
+// at each request rate, stop the server, and write the sweep as JSON, a
+// Markdown table and a plot (tools/plot_sweep.py, matplotlib). The computing
+// parts (layouts, keep-up rule, table) are src/bench/sweep.h.
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "bench/sweep.h"
+#include "cli/bench_serve.h"
+#include "cli/commands.h"
+#include "core/check.h"
+#include "core/clock.h"
+#include "engine/engine.h"
+
+extern char** environ;
+
+namespace parallama::cli {
+
+namespace {
+
+struct SweepArgs {
+  BenchServeArgs bench;
+  std::string layouts = "tp=1";
+  std::string rates = "1,2,4";
+  std::string model;        // GGUF the servers load (default: the default model)
+  std::string out = "sweep";
+  std::string server_args;  // more `parallama serve` options, space-separated
+  int port = 18480;
+  double server_timeout = 300;  // seconds to wait for /health
+  int max_unsustained = 0;      // stop a layout after this many rates it could not keep up with (0: run all)
+  double max_growth = 1.5;
+  bool no_plot = false;
+};
+
+constexpr const char* kHostPrefix = "sw";
+
+std::string dir_of(const std::string& p) {
+  const size_t s = p.rfind('/');
+  return s == std::string::npos ? "." : p.substr(0, s);
+}
+
+std::string self_exe() {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  PL_CHECK_MSG(n > 0, "cannot read /proc/self/exe");
+  return std::string(buf, n);
+}
+
+bool file_exists(const std::string& p) {
+  struct stat st{};
+  return stat(p.c_str(), &st) == 0;
+}
+
+// build/<preset>/parallama -> the source tree, for the scripts beside it.
+std::string source_root() { return dir_of(dir_of(dir_of(self_exe()))); }
+
+std::vector<std::string> split_words(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream in(s);
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+// Starts argv with stdout and stderr into log; Open MPI's root permission in
+// the environment when we are root (the servers of a sweep are ours).
+pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {
+  std::vector<std::string> envs;
+  for (char** e = environ; *e; ++e) envs.emplace_back(*e);
+  if (geteuid() == 0) {
+    envs.emplace_back("OMPI_ALLOW_RUN_AS_ROOT=1");
+    envs.emplace_back("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1");
+  }
+  std::vector<char*> av, ev;
+  for (const auto& a : argv) av.push_back(const_cast<char*>(a.c_str()));
+  av.push_back(nullptr);
+  for (const auto& e : envs) ev.push_back(const_cast<char*>(e.c_str()));
+  ev.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, av[0], &fa, nullptr, av.data(), ev.data());
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) PL_THROW("cannot start " << argv[0] << ": " << std::strerror(rc));
+  return pid;
+}
+
+// Exit status of pid within timeout_s, or -1 (still running).
+int wait_exit(pid_t pid, double timeout_s) {
+  const double until = now_seconds() + timeout_s;
+  for (;;) {
+    int st = 0;
+    const pid_t r = waitpid(pid, &st, WNOHANG);
+    if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (r < 0) return -2;
+    if (now_seconds() > until) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+int run_quiet(const std::vector<std::string>& argv, const std::string& log) {
+  return wait_exit(spawn(argv, log), 120);
+}
+
+// Runs fn on a thread inside network namespace ns ("" = ours): the client of
+// a server on an emulated host talks to it there, over that host's loopback.
+// Threads fn starts inherit the namespace.
+void in_netns(const std::string& ns, const std::function<void()>& fn) {
+  std::exception_ptr err;
+  std::thread t([&] {
+    try {
+      if (!ns.empty()) {
+        const std::string path = "/var/run/netns/" + ns;
+        const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) PL_THROW("cannot open " << path << ": " << std::strerror(errno));
+        const int rc = setns(fd, CLONE_NEWNET);
+        close(fd);
+        if (rc != 0) PL_THROW("cannot enter network namespace " << ns << ": " << std::strerror(errno));
+      }
+      fn();
+    } catch (...) {
+      err = std::current_exception();
+    }
+  });
+  t.join();
+  if (err) std::rethrow_exception(err);
+}
+
+// Until /health answers 200 (true), the server exits or the time is up.
+bool wait_healthy(int port, pid_t server, double timeout_s) {
+  const double until = now_seconds() + timeout_s;
+  httplib::Client c("127.0.0.1", port);
+  c.set_connection_timeout(1, 0);
+  c.set_read_timeout(2, 0);
+  while (now_seconds() < until) {
+    if (auto r = c.Get("/health"); r && r->status == 200) return true;
+    if (waitpid(server, nullptr, WNOHANG) == server) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  return false;
+}
+
+// ": <the log's last line naming an error>", or "".
+std::string last_error(const std::string& log) {
+  std::ifstream in(log);
+  std::string line, found;
+  while (std::getline(in, line))
+    if (line.find("rror") != std::string::npos) found = line;
+  return found.empty() ? "" : ": " + found;
+}
+
+std::string rate_str(double r) {
+  char b[32];
+  std::snprintf(b, sizeof(b), "%g", r);
+  return std::isinf(r) ? "inf" : b;
+}
+
+nlohmann::json run_layout(const SweepArgs& a, const bench::SweepLayout& l, const std::vector<double>& rates,
+                          const std::string& log, const std::string& emu, int index, int n_layouts) {
+  nlohmann::json lay = {{"label", l.label()}, {"layout", l.spec}, {"tp", l.tp}, {"pp", l.pp},
+                        {"threads", l.threads}, {"hosts", l.hosts}, {"map_by", l.hosts ? l.map_by : ""},
+                        {"link", l.link}, {"log", log}, {"runs", nlohmann::json::array()}};
+  std::vector<std::string> argv = {self_exe()};
+  for (auto& s : bench::serve_command(l, a.model, a.port, kHostPrefix)) argv.push_back(s);
+  for (auto& s : split_words(a.server_args)) argv.push_back(s);
+  std::string ns;
+  if (l.hosts > 0) {
+    if (geteuid() != 0) PL_THROW("layout " << l.spec << ": emulated hosts need root (network namespaces)");
+    if (!file_exists(emu)) PL_THROW("layout " << l.spec << ": " << emu << " not found");
+    run_quiet({emu, "down", "--prefix", kHostPrefix}, log);  // leftovers of an interrupted sweep
+    std::vector<std::string> up = {emu, "up", std::to_string(l.hosts), "--prefix", kHostPrefix};
+    if (!l.link.empty()) up.insert(up.end(), {"--rate", l.link});
+    if (run_quiet(up, log) != 0) PL_THROW("layout " << l.spec << ": emulate_hosts.sh up failed (see " << log << ")");
+    argv.insert(argv.begin(), {emu, "run", "--prefix", kHostPrefix, "--"});
+    ns = std::string(kHostPrefix) + "h1";
+  }
+  std::string cmdline;
+  for (const auto& s : argv) cmdline += (cmdline.empty() ? "" : " ") + s;
+  lay["server_command"] = cmdline;
+  std::fprintf(stderr, "bench sweep: [%d/%d] %s: starting the server (log %s)\n", index, n_layouts,
+               l.label().c_str(), log.c_str());
+  const double t0 = now_seconds();
+  const pid_t server = spawn(argv, log);
+  int unsustained = 0;
+  try {
+    bool healthy = false;
+    in_netns(ns, [&] { healthy = wait_healthy(a.port, server, a.server_timeout); });
+    if (!healthy)
+      PL_THROW("the server did not become healthy within " << a.server_timeout << " s" << last_error(log)
+                                                            << " (log " << log << ")");
+    lay["startup_s"] = now_seconds() - t0;
+    for (size_t i = 0; i < rates.size(); ++i) {
+      if (a.max_unsustained > 0 && unsustained >= a.max_unsustained) break;
+      BenchServeArgs b = a.bench;
+      b.base_url = "http://127.0.0.1:" + std::to_string(a.port);
+      b.request_rate = rates[i];
+      b.seed = a.bench.seed + 1000 * i;  // new prompts per rate: no prefix-cache hits from the last one
+      b.percentile_metrics = "ttft,tpot,itl,e2el";
+      b.metric_percentiles = "50,90,99";
+      nlohmann::json r;
+      in_netns(ns, [&] { r = run_serve_benchmark(b, isatty(STDERR_FILENO)); });
+      std::vector<double> e2el;
+      for (const auto& q : r["requests"]) e2el.push_back(q["latency"].get<double>());
+      r.erase("requests");
+      const bench::KeepUp k = bench::keeps_up(e2el, r["failed"].get<int64_t>(), a.max_growth);
+      r["keeps_up"] = std::isinf(rates[i]) ? nlohmann::json(nullptr) : nlohmann::json(k.keeps_up);
+      r["latency_growth"] = k.growth;
+      if (!std::isinf(rates[i]) && !k.keeps_up) ++unsustained;
+      std::fprintf(stderr,
+                   "bench sweep: %s @ %s req/s: %.2f req/s, %.1f out tok/s, median TTFT %.0f ms, TPOT %.1f ms, "
+                   "p90 E2EL %.0f ms, %s\n",
+                   l.label().c_str(), rate_str(rates[i]).c_str(), r["request_throughput"].get<double>(),
+                   r["output_throughput"].get<double>(), r["median_ttft_ms"].get<double>(),
+                   r["median_tpot_ms"].get<double>(), r["p90_e2el_ms"].get<double>(),
+                   std::isinf(rates[i]) ? "all at once"
+                   : k.keeps_up        ? "keeps up"
+                                       : ("falls behind (latency x" + std::to_string(k.growth) + ")").c_str());
+      lay["runs"].push_back(r);
+    }
+  } catch (const std::exception& e) {
+    lay["error"] = e.what();
+    std::fprintf(stderr, "bench sweep: %s: %s\n", l.label().c_str(), e.what());
+  }
+  // SIGTERM drains the server (and, under our supervisor, the whole job).
+  kill(server, SIGTERM);
+  int rc = wait_exit(server, 60);
+  if (rc == -1) {
+    kill(server, SIGKILL);
+    rc = wait_exit(server, 10);
+    lay["server_killed"] = true;
+  }
+  lay["server_exit"] = rc;
+  if (l.hosts > 0) run_quiet({emu, "down", "--prefix", kHostPrefix}, log);
+  std::vector<std::pair<double, bool>> kept;
+  for (const auto& r : lay["runs"])
+    if (!r["keeps_up"].is_null()) kept.emplace_back(r["request_rate"].get<double>(), r["keeps_up"].get<bool>());
+  lay["sustained_rate"] = bench::sustained_rate(kept);
+  return lay;
+}
+
+int run_bench_sweep(const SweepArgs& a0) {
+  SweepArgs a = a0;
+  const auto layouts = bench::parse_layouts(a.layouts);
+  const auto rates = bench::parse_rates(a.rates);
+  if (a.model.empty()) a.model = default_model_path();
+  if (a.bench.tokenizer.empty()) a.bench.tokenizer = a.model;
+  const std::string root = source_root();
+  const std::string emu = root + "/scripts/emulate_hosts.sh";
+  const std::string logs = a.out + "-logs";
+  mkdir(logs.c_str(), 0755);
+  nlohmann::json sweep = {{"model", a.model},
+                          {"rates", nlohmann::json::array()},
+                          {"num_prompts", a.bench.num_prompts},
+                          {"dataset_name", a.bench.dataset_name},
+                          {"random_input_len", a.bench.random_input_len},
+                          {"random_output_len", a.bench.random_output_len},
+                          {"random_range_ratio", a.bench.random_range_ratio},
+                          {"ignore_eos", a.bench.ignore_eos},
+                          {"burstiness", a.bench.burstiness},
+                          {"seed", a.bench.seed},
+                          {"server_args", a.server_args},
+                          {"keep_up_rule", "no failures and last-quarter median E2EL <= " +
+                                               std::to_string(a.max_growth) + " x first-quarter median"},
+                          {"layouts", nlohmann::json::array()}};
+  for (double r : rates) sweep["rates"].push_back(std::isinf(r) ? nlohmann::json("inf") : nlohmann::json(r));
+  const double t0 = now_seconds();
+  for (size_t i = 0; i < layouts.size(); ++i) {
+    const std::string log = logs + "/" + std::to_string(i + 1) + ".log";
+    std::remove(log.c_str());
+    sweep["layouts"].push_back(run_layout(a, layouts[i], rates, log, emu, static_cast<int>(i) + 1,
+                                          static_cast<int>(layouts.size())));
+    sweep["duration_s"] = now_seconds() - t0;
+    std::ofstream(a.out + ".json") << sweep.dump(1) << "\n";  // after every layout: a partial sweep survives
+  }
+  const std::string md = bench::sweep_markdown(sweep);
+  std::ofstream(a.out + ".md") << md;
+  std::printf("%s", md.c_str());
+  std::fprintf(stderr, "bench sweep: wrote %s.json and %s.md\n", a.out.c_str(), a.out.c_str());
+  int status = 0;
+  for (const auto& l : sweep["layouts"])
+    if (l.contains("error")) status = 1;
+  if (!a.no_plot) {
+    const char* env_py = std::getenv("PARALLAMA_PYTHON");
+    std::string py = env_py ? env_py : root + "/build/venv/bin/python3";
+    if (!env_py && !file_exists(py)) py = "/usr/bin/python3";
+    const std::string plot_log = logs + "/plot.log";
+    const int rc = run_quiet({py, root + "/tools/plot_sweep.py", a.out + ".json", a.out + ".png"}, plot_log);
+    if (rc == 0) std::fprintf(stderr, "bench sweep: wrote %s.png\n", a.out.c_str());
+    else std::fprintf(stderr, "bench sweep: no plot (%s tools/plot_sweep.py failed, see %s)\n", py.c_str(),
+                      plot_log.c_str());
+  }
+  return status;
+}
+
+}  // namespace
+
+void add_bench_sweep(CLI::App* bench, std::function<int()>& run) {
+  auto a = std::make_shared<SweepArgs>();
+  a->bench.num_prompts = 100;
+  a->bench.random_input_len = 128;
+  a->bench.random_output_len = 64;
+  CLI::App* c = bench->add_subcommand(
+      "sweep", "Serving benchmark of our server over layouts and request rates, with a table and plots");
+  c->add_option("--layouts", a->layouts,
+                "Semicolon-separated layouts of keys tp, pp, threads, hosts (emulated), map (slot|node), "
+                "link (e.g. 1gbit), name: \"tp=1,threads=2; tp=2; pp=2; tp=2,pp=2,hosts=2\"")
+      ->capture_default_str();
+  c->add_option("--rates", a->rates, "Request rates, comma-separated (inf: all at once)")->capture_default_str();
+  c->add_option("-m,--model-file", a->model, "GGUF the servers load (default: SmolLM2-135M-Instruct Q4_1)");
+  c->add_option("--out", a->out, "Writes OUT.json, OUT.md, OUT.png and the server logs in OUT-logs/")
+      ->capture_default_str();
+  c->add_option("--server-args", a->server_args, "More `parallama serve` options, e.g. \"--max-num-seqs 64\"");
+  c->add_option("--port", a->port, "Port of the servers")->capture_default_str();
+  c->add_option("--server-timeout", a->server_timeout, "Seconds a server may take to become healthy")
+      ->capture_default_str();
+  c->add_option("--max-unsustained", a->max_unsustained,
+                "Skip a layout's higher rates after this many it could not keep up with (0: run every rate)")
+      ->capture_default_str();
+  c->add_option("--max-growth", a->max_growth,
+                "Keep-up rule: last-quarter median E2EL at most this times the first quarter's")
+      ->capture_default_str();
+  c->add_flag("--no-plot", a->no_plot, "No PNG (tools/plot_sweep.py needs matplotlib)");
+  add_bench_workload_options(c, a->bench);
+  c->callback([a, &run] { run = [a] { return run_bench_sweep(*a); }; });
+}
+
+}  // namespace parallama::cli

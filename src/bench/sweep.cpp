@@ -120,9 +120,11 @@ KeepUp keeps_up(const std::vector<double>& e2el, int64_t failed, double max_grow
     k.growth = 1;
     return k;
   }
-  const double first = percentile(std::vector<double>(e2el.begin(), e2el.begin() + q), 50);
-  const double last = percentile(std::vector<double>(e2el.end() - q, e2el.end()), 50);
-  k.growth = first > 0 ? last / first : INFINITY;
+  // Second quarter, not the first: the first meets an empty server (small
+  // batches, fast tokens) and would make any steady state look like growth.
+  const double early = percentile(std::vector<double>(e2el.begin() + q, e2el.begin() + 2 * q), 50);
+  const double late = percentile(std::vector<double>(e2el.end() - q, e2el.end()), 50);
+  k.growth = early > 0 ? late / early : INFINITY;
   k.keeps_up = failed == 0 && k.growth <= max_growth;
   return k;
 }

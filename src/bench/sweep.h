@@ -39,8 +39,9 @@ std::vector<std::string> serve_command(const SweepLayout& l, const std::string& 
 // Whether a run kept up with its arrival rate: every request succeeded, and
 // the queue did not grow over the run, i.e. the median end-to-end latency of
 // the last quarter of the requests (in arrival order) is at most `max_growth`
-// times that of the first quarter. An open-loop client past saturation sees
-// latency grow with every request; below it the two quarters are alike.
+// times that of the second quarter (the first meets an empty server). Past
+// saturation every request waits behind all earlier ones, so latency climbs
+// through the run; below it the two quarters see the same steady state.
 struct KeepUp {
   bool keeps_up = false;
   double growth = 0;  // last-quarter median / first-quarter median

@@ -76,16 +76,17 @@ TEST(Sweep, ServeCommandOfALayout) {
 }
 
 TEST(Sweep, KeepUpRule) {
-  // 8 requests, quarters of 2: first {1, 1} median 1, last {2, 2} median 2.
-  KeepUp k = keeps_up({1, 1, 1.5, 1.5, 1.8, 1.8, 2, 2}, 0);
+  // 8 requests, quarters of 2: second {1.5, 1.5} median 1.5, last {3, 3} median 3.
+  KeepUp k = keeps_up({0.5, 0.5, 1.5, 1.5, 2, 2, 3, 3}, 0);
   EXPECT_DOUBLE_EQ(k.growth, 2);
   EXPECT_FALSE(k.keeps_up);
-  EXPECT_TRUE(keeps_up({1, 1, 1.5, 1.5, 1.8, 1.8, 2, 2}, 0, 2.5).keeps_up);
-  // Quarters of 1: first 1.0, last 1.3: growth 1.3.
-  k = keeps_up({1.0, 1.2, 1.1, 1.3}, 0);
+  EXPECT_TRUE(keeps_up({0.5, 0.5, 1.5, 1.5, 2, 2, 3, 3}, 0, 2.5).keeps_up);
+  // A fast first quarter (the empty server) is not growth: second {1.0},
+  // last {1.3}: 1.3.
+  k = keeps_up({0.2, 1.0, 1.1, 1.3}, 0);
   EXPECT_DOUBLE_EQ(k.growth, 1.3);
   EXPECT_TRUE(k.keeps_up);
-  EXPECT_FALSE(keeps_up({1.0, 1.2, 1.1, 1.3}, 1).keeps_up);  // a failure
+  EXPECT_FALSE(keeps_up({0.2, 1.0, 1.1, 1.3}, 1).keeps_up);  // a failure
   EXPECT_FALSE(keeps_up({}, 0).keeps_up);
 }
 

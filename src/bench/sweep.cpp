@@ -112,20 +112,24 @@ std::vector<std::string> serve_command(const SweepLayout& l, const std::string& 
   return a;
 }
 
-KeepUp keeps_up(const std::vector<double>& e2el, int64_t failed, double max_growth) {
+KeepUp keeps_up(const std::vector<double>& arrival, const std::vector<double>& end, int64_t failed,
+                double max_growth) {
+  PL_CHECK_MSG(arrival.size() == end.size(), "keeps_up: " << arrival.size() << " arrivals, " << end.size() << " ends");
   KeepUp k;
-  const size_t q = e2el.size() / 4;
-  if (q == 0) {
-    k.keeps_up = failed == 0 && !e2el.empty();
-    k.growth = 1;
-    return k;
-  }
-  // Second quarter, not the first: the first meets an empty server (small
-  // batches, fast tokens) and would make any steady state look like growth.
-  const double early = percentile(std::vector<double>(e2el.begin() + q, e2el.begin() + 2 * q), 50);
-  const double late = percentile(std::vector<double>(e2el.end() - q, e2el.end()), 50);
-  k.growth = early > 0 ? late / early : INFINITY;
-  k.keeps_up = failed == 0 && k.growth <= max_growth;
+  if (arrival.empty()) return k;
+  const double T = *std::max_element(arrival.begin(), arrival.end());
+  // Time-average of #{i : arrival_i <= t < end_i} over [a, b]: each request
+  // adds the length of its overlap with the window.
+  auto mean_in_system = [&](double a, double b) {
+    double area = 0;
+    for (size_t i = 0; i < arrival.size(); ++i)
+      area += std::max(0.0, std::min(end[i], b) - std::max(arrival[i], a));
+    return b > a ? area / (b - a) : 0.0;
+  };
+  k.early = mean_in_system(T / 4, T / 2);
+  k.late = mean_in_system(3 * T / 4, T);
+  k.growth = k.early > 0 ? k.late / k.early : (k.late > 0 ? INFINITY : 1.0);
+  k.keeps_up = failed == 0 && k.late <= max_growth * k.early + 1;
   return k;
 }
 
@@ -161,7 +165,10 @@ std::string sweep_markdown(const nlohmann::json& sweep) {
             fmt(r.at("median_tpot_ms").get<double>(), "%.1f") + " | " +
             fmt(r.at("p90_e2el_ms").get<double>(), "%.0f") + " | " + fmt(r.at("p99_e2el_ms").get<double>(), "%.0f") +
             " | " + std::to_string(r.at("failed").get<int64_t>()) + " | " +
-            (rate.is_string() ? std::string("n/a") : ok ? std::string("yes") : "no (x" + fmt(r.value("latency_growth", 0.0)) + ")") +
+            (rate.is_string() ? std::string("n/a")
+             : ok        ? std::string("yes")
+                         : "no (in system " + fmt(r.value("in_system_early", 0.0), "%.1f") + " -> " +
+                               fmt(r.value("in_system_late", 0.0), "%.1f") + ")") +
             " |\n";
     }
   }

@@ -36,17 +36,24 @@ std::vector<double> parse_rates(const std::string& spec);
 std::vector<std::string> serve_command(const SweepLayout& l, const std::string& model, int port,
                                        const std::string& host_prefix);
 
-// Whether a run kept up with its arrival rate: every request succeeded, and
-// the queue did not grow over the run, i.e. the median end-to-end latency of
-// the last quarter of the requests (in arrival order) is at most `max_growth`
-// times that of the second quarter (the first meets an empty server). Past
-// saturation every request waits behind all earlier ones, so latency climbs
-// through the run; below it the two quarters see the same steady state.
+// Whether a run kept up with its arrival rate: every request succeeded and
+// the number of requests in the system (arrived, not yet ended) did not grow
+// over the run. Its time average over the last quarter of the arrival window
+// [0, last arrival] is compared with that over the second quarter (the first
+// starts from an empty server): below saturation both are the steady state
+// (Little's law: rate x mean latency); past it the backlog grows linearly and
+// the ratio is about 7/3. The count, not latency, because a server that
+// batches every request (no queue) spreads the backlog over everyone's
+// latency, and the last arrivals finish early, while the run drains. keeps_up
+// when late <= max_growth x early + 1 (one request of slack: at light load
+// both averages are below one and their ratio is noise).
 struct KeepUp {
   bool keeps_up = false;
-  double growth = 0;  // last-quarter median / first-quarter median
+  double early = 0, late = 0;  // mean requests in the system, second and last quarter
+  double growth = 0;           // late / early
 };
-KeepUp keeps_up(const std::vector<double>& e2el_in_arrival_order, int64_t failed, double max_growth = 1.5);
+KeepUp keeps_up(const std::vector<double>& arrival_s, const std::vector<double>& end_s, int64_t failed,
+                double max_growth = 1.5);
 
 // The largest rate of runs [(rate, kept up)] such that it and every lower rate
 // kept up; 0 when the lowest did not (and for inf).

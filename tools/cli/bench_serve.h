@@ -14,6 +14,7 @@ namespace parallama::cli {
 struct BenchServeArgs {
   std::string base_url = "http://127.0.0.1:8080";
   std::string endpoint = "completions";
+  std::string backend;    // vLLM's --backend: openai / vllm (completions), openai-chat (chat); overrides endpoint
   std::string model;      // "" -> the server's first model
   std::string tokenizer;  // GGUF whose tokenizer makes and measures prompts (default model)
   std::string api_key;

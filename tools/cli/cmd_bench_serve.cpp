@@ -140,6 +140,15 @@ void print_summary(const nlohmann::json& r, const std::vector<std::string>& metr
   std::printf("==================================================\n");
 }
 
+// One line on a terminal: [#####.....] 40/100 requests, 1 failed, 12.3 s
+void progress_bar(int done, int n, int failed, double elapsed_s) {
+  const int w = 30, filled = n ? done * w / n : w;
+  std::fprintf(stderr, "\rbench serve [%.*s%.*s] %d/%d requests", filled, "##############################",
+               w - filled, "..............................", done, n);
+  if (failed) std::fprintf(stderr, ", %d failed", failed);
+  std::fprintf(stderr, ", %.1f s ", elapsed_s);
+}
+
 }  // namespace
 
 nlohmann::json run_serve_benchmark(const BenchServeArgs& a, bool progress) {
@@ -147,7 +156,8 @@ nlohmann::json run_serve_benchmark(const BenchServeArgs& a, bool progress) {
   if (a.max_concurrency < 0) PL_THROW("--max-concurrency must be >= 0 (0: no limit)");
   if (a.random_input_len < 1 || a.random_output_len < 1) PL_THROW("--random-input-len/--random-output-len must be >= 1");
   if (!(a.random_range_ratio >= 0 && a.random_range_ratio < 1)) PL_THROW("--random-range-ratio must be in [0, 1)");
-  bench::Endpoint ep{a.base_url, bench::endpoint_path(a.endpoint), a.api_key, 600};
+  const std::string endpoint = a.backend.empty() ? a.endpoint : a.backend == "openai-chat" ? "chat" : "completions";
+  bench::Endpoint ep{a.base_url, bench::endpoint_path(endpoint), a.api_key, 600};
   const bool chat = ep.path.find("chat") != std::string::npos;
   bench::MetricOptions mopt;
   mopt.metrics = split(a.percentile_metrics, ',');
@@ -177,8 +187,9 @@ nlohmann::json run_serve_benchmark(const BenchServeArgs& a, bool progress) {
   std::vector<bench::StreamResult> results(n);
   std::mutex mu;
   std::condition_variable cv;
-  int running = 0, done = 0;
+  int running = 0, done = 0, failed = 0;
   std::vector<std::thread> threads;
+  std::vector<double> ended(n);  // seconds after the start
   threads.reserve(n);
   const double t0 = now_seconds();
   for (int i = 0; i < n; ++i) {
@@ -191,10 +202,12 @@ nlohmann::json run_serve_benchmark(const BenchServeArgs& a, bool progress) {
     }
     threads.emplace_back([&, i] {
       results[i] = bench::run_stream(ep, prompts[i].body, prompts[i].prompt_len);
+      ended[i] = now_seconds() - t0;
       std::lock_guard<std::mutex> lock(mu);
       --running;
       ++done;
-      if (progress) std::fprintf(stderr, "\rbench serve: %d/%d requests done", done, n);
+      if (!results[i].record.success) ++failed;
+      if (progress) progress_bar(done, n, failed, now_seconds() - t0);
       cv.notify_all();
     });
   }
@@ -221,9 +234,13 @@ nlohmann::json run_serve_benchmark(const BenchServeArgs& a, bool progress) {
   // several tokens in one event, or hold text back for stop strings).
   out["usage_chunk_mismatches"] = mismatches;
   std::vector<nlohmann::json> per;
-  for (const auto& r : records)
+  for (int i = 0; i < n; ++i) {
+    const auto& r = records[i];
+    // arrival: when it was due (a request held back by --max-concurrency waits from then); end: when it ended.
     per.push_back({{"success", r.success}, {"error", r.error}, {"prompt_len", r.prompt_len},
-                   {"output_len", r.output_len}, {"ttft", r.ttft_s}, {"latency", r.latency_s}, {"itl", r.itl_s}});
+                   {"output_len", r.output_len}, {"ttft", r.ttft_s}, {"latency", r.latency_s}, {"itl", r.itl_s},
+                   {"arrival", times[i]}, {"end", ended[i]}});
+  }
   out["requests"] = per;
   return out;
 }
@@ -247,6 +264,9 @@ int run_bench_serve(const BenchServeArgs& a) {
 
 void add_bench_workload_options(CLI::App* c, BenchServeArgs& a) {
   c->add_option("--endpoint", a.endpoint, "completions, chat, or a path")->capture_default_str();
+  // vLLM's --backend names for the two OpenAI endpoints (its others are not OpenAI servers).
+  c->add_option("--backend", a.backend, "vLLM's names: openai or vllm (completions), openai-chat (chat)")
+      ->check(CLI::IsMember({"openai", "vllm", "openai-chat"}));
   c->add_option("--model", a.model, "Model name in the requests (default: the server's first)");
   c->add_option("--tokenizer", a.tokenizer, "GGUF whose tokenizer makes the prompts (default: the default model)");
   c->add_option("--dataset-name", a.dataset_name, "random or sharegpt")->capture_default_str();

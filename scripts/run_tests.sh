@@ -20,7 +20,7 @@ echo "== ASan/UBSan build and unit tests" >&2
 cmake --preset asan -DPARALLAMA_TESTS=ON >/dev/null
 # Unit tests only: the end-to-end and mpirun tests ran in the Release build above.
 cmake --build --preset asan -j"$JOBS" --target test_core test_gguf test_ops test_tokenizer \
-  test_runtime test_parallel test_model test_serve test_server test_bench
+  test_runtime test_parallel test_model test_serve test_server test_bench test_plan
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --preset asan -j"$JOBS" --no-tests=error
 

@@ -113,23 +113,17 @@ std::vector<std::string> serve_command(const SweepLayout& l, const std::string& 
 }
 
 KeepUp keeps_up(const std::vector<double>& arrival, const std::vector<double>& end, int64_t failed,
-                double max_growth) {
+                double min_pace) {
   PL_CHECK_MSG(arrival.size() == end.size(), "keeps_up: " << arrival.size() << " arrivals, " << end.size() << " ends");
   KeepUp k;
   if (arrival.empty()) return k;
-  const double T = *std::max_element(arrival.begin(), arrival.end());
-  // Time-average of #{i : arrival_i <= t < end_i} over [a, b]: each request
-  // adds the length of its overlap with the window.
-  auto mean_in_system = [&](double a, double b) {
-    double area = 0;
-    for (size_t i = 0; i < arrival.size(); ++i)
-      area += std::max(0.0, std::min(end[i], b) - std::max(arrival[i], a));
-    return b > a ? area / (b - a) : 0.0;
-  };
-  k.early = mean_in_system(T / 4, T / 2);
-  k.late = mean_in_system(3 * T / 4, T);
-  k.growth = k.early > 0 ? k.late / k.early : (k.late > 0 ? INFINITY : 1.0);
-  k.keeps_up = failed == 0 && k.late <= max_growth * k.early + 1;
+  const double T = *std::max_element(arrival.begin(), arrival.end()), a = T / 4;
+  for (size_t i = 0; i < arrival.size(); ++i) {
+    k.arrived += arrival[i] >= a && arrival[i] <= T;
+    k.ended += end[i] >= a && end[i] <= T;
+  }
+  k.pace = k.arrived > 0 ? static_cast<double>(k.ended) / static_cast<double>(k.arrived) : 1.0;
+  k.keeps_up = failed == 0 && static_cast<double>(k.ended) >= min_pace * static_cast<double>(k.arrived) - 1;
   return k;
 }
 
@@ -167,8 +161,7 @@ std::string sweep_markdown(const nlohmann::json& sweep) {
             " | " + std::to_string(r.at("failed").get<int64_t>()) + " | " +
             (rate.is_string() ? std::string("n/a")
              : ok        ? std::string("yes")
-                         : "no (in system " + fmt(r.value("in_system_early", 0.0), "%.1f") + " -> " +
-                               fmt(r.value("in_system_late", 0.0), "%.1f") + ")") +
+                         : "no (pace " + fmt(r.value("pace", 0.0)) + ")") +
             " |\n";
     }
   }

@@ -36,24 +36,25 @@ std::vector<double> parse_rates(const std::string& spec);
 std::vector<std::string> serve_command(const SweepLayout& l, const std::string& model, int port,
                                        const std::string& host_prefix);
 
-// Whether a run kept up with its arrival rate: every request succeeded and
-// the number of requests in the system (arrived, not yet ended) did not grow
-// over the run. Its time average over the last quarter of the arrival window
-// [0, last arrival] is compared with that over the second quarter (the first
-// starts from an empty server): below saturation both are the steady state
-// (Little's law: rate x mean latency); past it the backlog grows linearly and
-// the ratio is about 7/3. The count, not latency, because a server that
-// batches every request (no queue) spreads the backlog over everyone's
-// latency, and the last arrivals finish early, while the run drains. keeps_up
-// when late <= max_growth x early + 1 (one request of slack: at light load
-// both averages are below one and their ratio is noise).
+// Whether a run kept up with its arrival rate: every request succeeded and,
+// over the steady part of the run (the last three quarters of the arrival
+// window [0, last arrival]; the first quarter starts from an empty server),
+// the server ended requests at the pace they arrived: ended >= min_pace x
+// arrived - 1 in that window. ended - arrived is exactly the change in the
+// number of requests in the system over the window, so a server below
+// saturation, whose backlog stays bounded, scores about 1, and one past it,
+// whose backlog grows by (rate - capacity) per second, scores capacity / rate.
+// A pace within 10% of the rate counts as keeping up; the one-request slack
+// keeps short runs from failing on one late request. Counting requests, not
+// latency: a server that batches every request (no queue) spreads a backlog
+// over everyone's latency, and its last arrivals finish early as it drains.
 struct KeepUp {
   bool keeps_up = false;
-  double early = 0, late = 0;  // mean requests in the system, second and last quarter
-  double growth = 0;           // late / early
+  int64_t arrived = 0, ended = 0;  // in the steady window
+  double pace = 0;                 // ended / arrived
 };
 KeepUp keeps_up(const std::vector<double>& arrival_s, const std::vector<double>& end_s, int64_t failed,
-                double max_growth = 1.5);
+                double min_pace = 0.9);
 
 // The largest rate of runs [(rate, kept up)] such that it and every lower rate
 // kept up; 0 when the lowest did not (and for inf).

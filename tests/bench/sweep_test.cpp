@@ -75,35 +75,30 @@ TEST(Sweep, ServeCommandOfALayout) {
   EXPECT_EQ(std::count(one.begin(), one.end(), "-m"), 0);
 }
 
-TEST(Sweep, KeepUpRuleCountsRequestsInTheSystem) {
-  // Arrivals every second at 0..8 (T = 8), each taking 1.5 s: from t = 1.5 on
-  // exactly 1.5 requests are in the system on average in any window whose
-  // ends fall on arrival times ... over [2, 4]: request 0 [0,1.5] adds 0,
-  // 1 [1,2.5] 0.5, 2 [2,3.5] 1.5, 3 [3,4.5] 1, 4 [4,5.5] 0: 3 / 2 = 1.5;
-  // over [6, 8]: likewise 1.5. Steady: keeps up.
+TEST(Sweep, KeepUpRuleComparesEndsWithArrivals) {
+  // Arrivals every second at 0..8 (T = 8, steady window [2, 8]), each taking
+  // 1.5 s: arrived in [2, 8]: 2..8 = 7; ended in [2, 8] (ends 1.5, 2.5, ...,
+  // 9.5): 2.5 .. 7.5 = 6. 6 >= 0.9 x 7 - 1 = 5.3: keeps up, pace 6/7.
   std::vector<double> arr, end;
   for (int i = 0; i <= 8; ++i) {
     arr.push_back(i);
     end.push_back(i + 1.5);
   }
   KeepUp k = keeps_up(arr, end, 0);
-  EXPECT_DOUBLE_EQ(k.early, 1.5);
-  EXPECT_DOUBLE_EQ(k.late, 1.5);
-  EXPECT_DOUBLE_EQ(k.growth, 1);
+  EXPECT_EQ(k.arrived, 7);
+  EXPECT_EQ(k.ended, 6);
+  EXPECT_DOUBLE_EQ(k.pace, 6.0 / 7.0);
   EXPECT_TRUE(k.keeps_up);
   EXPECT_FALSE(keeps_up(arr, end, 1).keeps_up);  // a failure
-  // A backlog: request i ends at 3i + 1 (service every 3 s, arrivals every
-  // 1 s). Over [2, 4]: 0 [0,1] 0, 1 [1,4] 2, 2 [2,7] 2, 3 [3,10] 1, 4 [4,13] 0:
-  // 5 / 2 = 2.5. Over [6, 8]: 2 [2,7] 1, 3 [3,10] 2, 4 [4,13] 2, 5 [5,16] 2,
-  // 6 [6,19] 2, 7 [7,22] 1, 8 [8,25] 0: 10 / 2 = 5. 5 > 1.5 x 2.5 + 1 = 4.75:
-  // falls behind.
-  for (int i = 0; i <= 8; ++i) end[i] = 3 * i + 1;
+  // A backlog: request i ends at 2i + 1 (one every 2 s against arrivals every
+  // 1 s). Ends 1, 3, 5, 7, 9, ...: in [2, 8] 3, 5, 7 = 3. 3 < 0.9 x 7 - 1 =
+  // 5.3: falls behind, pace 3/7 (capacity / rate would be 1/2).
+  for (int i = 0; i <= 8; ++i) end[i] = 2 * i + 1;
   k = keeps_up(arr, end, 0);
-  EXPECT_DOUBLE_EQ(k.early, 2.5);
-  EXPECT_DOUBLE_EQ(k.late, 5);
-  EXPECT_DOUBLE_EQ(k.growth, 2);
+  EXPECT_EQ(k.ended, 3);
+  EXPECT_DOUBLE_EQ(k.pace, 3.0 / 7.0);
   EXPECT_FALSE(k.keeps_up);
-  EXPECT_TRUE(keeps_up(arr, end, 0, 2.5).keeps_up);  // 5 <= 2.5 x 2.5 + 1
+  EXPECT_TRUE(keeps_up(arr, end, 0, 0.5).keeps_up);  // 3 >= 0.5 x 7 - 1 = 2.5
   EXPECT_FALSE(keeps_up({}, {}, 0).keeps_up);
   EXPECT_THROW(keeps_up({1}, {}, 0), Error);
 }
@@ -126,11 +121,11 @@ TEST(Sweep, MarkdownTable) {
             {"failed", 0}, {"keeps_up", true}},
            {{"request_rate", 8.0}, {"request_throughput", 5.5}, {"output_throughput", 352.0},
             {"median_ttft_ms", 900.0}, {"median_tpot_ms", 9.0}, {"p90_e2el_ms", 4000.0}, {"p99_e2el_ms", 5000.0},
-            {"failed", 0}, {"keeps_up", false}, {"in_system_early", 4.0}, {"in_system_late", 13.04}}}}},
+            {"failed", 0}, {"keeps_up", false}, {"pace", 0.684}}}}},
         {{"label", "pp=2"}, {"error", "the server did not become healthy"}, {"runs", nlohmann::json::array()}}}}};
   const std::string md = sweep_markdown(sweep);
   EXPECT_NE(md.find("| tp=2 | 2 | 1.95 | 124.8 | 31.0 | 3.1 | 250 | 302 | 0 | yes |"), std::string::npos) << md;
-  EXPECT_NE(md.find("| tp=2 | 8 | 5.50 | 352.0 | 900.0 | 9.0 | 4000 | 5000 | 0 | no (in system 4.0 -> 13.0) |"), std::string::npos)
+  EXPECT_NE(md.find("| tp=2 | 8 | 5.50 | 352.0 | 900.0 | 9.0 | 4000 | 5000 | 0 | no (pace 0.68) |"), std::string::npos)
       << md;
   EXPECT_NE(md.find("error: the server did not become healthy"), std::string::npos) << md;
   EXPECT_NE(md.find("- tp=2: 2 req/s"), std::string::npos) << md;

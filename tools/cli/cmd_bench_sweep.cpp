@@ -25,6 +25,7 @@
 #include "bench/sweep.h"
 #include "cli/bench_serve.h"
 #include "cli/commands.h"
+#include "cli/paths.h"
 #include "core/check.h"
 #include "core/clock.h"
 #include "engine/engine.h"
@@ -50,26 +51,6 @@ struct SweepArgs {
 };
 
 constexpr const char* kHostPrefix = "sw";
-
-std::string dir_of(const std::string& p) {
-  const size_t s = p.rfind('/');
-  return s == std::string::npos ? "." : p.substr(0, s);
-}
-
-std::string self_exe() {
-  char buf[4096];
-  const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  PL_CHECK_MSG(n > 0, "cannot read /proc/self/exe");
-  return std::string(buf, n);
-}
-
-bool file_exists(const std::string& p) {
-  struct stat st{};
-  return stat(p.c_str(), &st) == 0;
-}
-
-// build/<preset>/parallama -> the source tree, for the scripts beside it.
-std::string source_root() { return dir_of(dir_of(dir_of(self_exe()))); }
 
 std::vector<std::string> split_words(const std::string& s) {
   std::vector<std::string> out;
@@ -340,9 +321,7 @@ int run_bench_sweep(const SweepArgs& a0) {
   for (const auto& l : sweep["layouts"])
     if (l.contains("error")) status = 1;
   if (!a.no_plot) {
-    const char* env_py = std::getenv("PARALLAMA_PYTHON");
-    std::string py = env_py ? env_py : root + "/build/venv/bin/python3";
-    if (!env_py && !file_exists(py)) py = "/usr/bin/python3";
+    const std::string py = python_for_tools();
     const std::string plot_log = logs + "/plot.log";
     const int rc = run_quiet({py, root + "/tools/plot_sweep.py", a.out + ".json", a.out + ".png"}, plot_log);
     if (rc == 0) std::fprintf(stderr, "bench sweep: wrote %s.png\n", a.out.c_str());

@@ -27,5 +27,7 @@ void add_bench_sweep(CLI::App* bench, std::function<int()>& run);
 void add_synth(CLI::App& app, std::function<int()>& run);
 void add_membw(CLI::App& app, std::function<int()>& run);
 void add_serve(CLI::App& app, std::function<int()>& run);
+// `plan`: predicted latency and throughput of every TP x PP layout (src/plan).
+void add_plan(CLI::App& app, std::function<int()>& run);
 
 }  // namespace parallama::cli

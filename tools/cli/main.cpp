@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   parallama::cli::add_synth(app, run);
   parallama::cli::add_membw(app, run);
   parallama::cli::add_serve(app, run);
+  parallama::cli::add_plan(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -313,10 +313,14 @@ def test_bench_sweep_across_emulated_hosts(tmp_path):
     host, and leaves no host behind."""
     out = str(tmp_path / "sweep")
     n, out_len = 6, 8
-    r = subprocess.run([BIN, "bench", "sweep", "--layouts", "tp=2,pp=2,threads=1,hosts=2,map=node,link=1gbit",
-                        "--rates", "2", "--num-prompts", str(n), "--random-input-len", "32", "--random-output-len",
-                        str(out_len), "--ignore-eos", "--port", "18304", "--out", out, "--no-plot"],
-                       capture_output=True, text=True, timeout=240)
+    try:
+        r = subprocess.run([BIN, "bench", "sweep", "--layouts", "tp=2,pp=2,threads=1,hosts=2,map=node,link=1gbit",
+                            "--rates", "2", "--num-prompts", str(n), "--random-input-len", "32",
+                            "--random-output-len", str(out_len), "--ignore-eos", "--port", "18304", "--out", out,
+                            "--no-plot"], capture_output=True, text=True, timeout=240)
+    finally:
+        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        emu("down", "--prefix", "sw", check=False)  # a sweep killed by the timeout cannot remove its hosts
     assert r.returncode == 0, "sweep failed (%d):\n%s" % (r.returncode, r.stderr[-3000:])
     lay = json.load(open(out + ".json"))["layouts"][0]
     run = lay["runs"][0]
@@ -324,6 +328,5 @@ def test_bench_sweep_across_emulated_hosts(tmp_path):
     assert lay["server_exit"] == 0, lay
     log = open(lay["log"]).read()
     assert [rank_hosts(log).get(k) for k in range(4)] == ["swh1", "swh2", "swh1", "swh2"], log[-2000:]
-    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert not re.search(r"^sw(h\d+|br)\b", left, re.M), "namespaces left: " + left
+    assert not re.search(r"^sw(h\d+|br)\b", left, re.M), "the sweep left namespaces: " + left
     print("\nbench sweep across 2 emulated hosts: %d requests, p90 E2EL %.0f ms" % (n, run["p90_e2el_ms"]))

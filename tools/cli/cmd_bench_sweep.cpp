@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,13 +23,12 @@
 
 #include "bench/sweep.h"
 #include "cli/bench_serve.h"
+#include "cli/child_process.h"
 #include "cli/commands.h"
 #include "cli/paths.h"
 #include "core/check.h"
 #include "core/clock.h"
 #include "engine/engine.h"
-
-extern char** environ;
 
 namespace parallama::cli {
 
@@ -57,55 +55,6 @@ std::vector<std::string> split_words(const std::string& s) {
   std::istringstream in(s);
   for (std::string w; in >> w;) out.push_back(w);
   return out;
-}
-
-// Starts argv with stdout and stderr into log; Open MPI's root permission in
-// the environment when we are root (the servers of a sweep are ours).
-pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {
-  std::vector<std::string> envs;
-  for (char** e = environ; *e; ++e) envs.emplace_back(*e);
-  if (geteuid() == 0) {
-    envs.emplace_back("OMPI_ALLOW_RUN_AS_ROOT=1");
-    envs.emplace_back("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1");
-  }
-  std::vector<char*> av, ev;
-  for (const auto& a : argv) av.push_back(const_cast<char*>(a.c_str()));
-  av.push_back(nullptr);
-  for (const auto& e : envs) ev.push_back(const_cast<char*>(e.c_str()));
-  ev.push_back(nullptr);
-  // fork + exec rather than posix_spawn, for PR_SET_PDEATHSIG: a server (or
-  // emulate_hosts.sh) whose sweep is killed gets SIGTERM and drains instead of
-  // holding the port. The child calls only async-signal-safe functions.
-  const pid_t pid = fork();
-  if (pid < 0) PL_THROW("cannot start " << argv[0] << ": fork: " << std::strerror(errno));
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    execve(av[0], av.data(), ev.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-// Exit status of pid within timeout_s, or -1 (still running).
-int wait_exit(pid_t pid, double timeout_s) {
-  const double until = now_seconds() + timeout_s;
-  for (;;) {
-    int st = 0;
-    const pid_t r = waitpid(pid, &st, WNOHANG);
-    if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    if (r < 0) return -2;
-    if (now_seconds() > until) return -1;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-}
-
-int run_quiet(const std::vector<std::string>& argv, const std::string& log) {
-  return wait_exit(spawn(argv, log), 120);
 }
 
 // Runs fn on a thread inside network namespace ns ("" = ours): the client of
@@ -186,10 +135,10 @@ nlohmann::json run_layout(const SweepArgs& a, const bench::SweepLayout& l, const
   if (l.hosts > 0) {
     if (geteuid() != 0) PL_THROW("layout " << l.spec << ": emulated hosts need root (network namespaces)");
     if (!file_exists(emu)) PL_THROW("layout " << l.spec << ": " << emu << " not found");
-    run_quiet({emu, "down", "--prefix", kHostPrefix}, log);  // leftovers of an interrupted sweep
+    run_logged({emu, "down", "--prefix", kHostPrefix}, log);  // leftovers of an interrupted sweep
     std::vector<std::string> up = {emu, "up", std::to_string(l.hosts), "--prefix", kHostPrefix};
     if (!l.link.empty()) up.insert(up.end(), {"--rate", l.link});
-    if (run_quiet(up, log) != 0) PL_THROW("layout " << l.spec << ": emulate_hosts.sh up failed (see " << log << ")");
+    if (run_logged(up, log) != 0) PL_THROW("layout " << l.spec << ": emulate_hosts.sh up failed (see " << log << ")");
     argv.insert(argv.begin(), {emu, "run", "--prefix", kHostPrefix, "--"});
     ns = std::string(kHostPrefix) + "h1";
   }
@@ -201,12 +150,12 @@ nlohmann::json run_layout(const SweepArgs& a, const bench::SweepLayout& l, const
   bool taken = false;
   in_netns(ns, [&] { taken = port_in_use(a.port); });
   if (taken) {
-    if (l.hosts > 0) run_quiet({emu, "down", "--prefix", kHostPrefix}, log);
+    if (l.hosts > 0) run_logged({emu, "down", "--prefix", kHostPrefix}, log);
     PL_THROW("layout " << l.spec << ": something already listens on port " << a.port
                        << " (another server? pick one with --port)");
   }
   const double t0 = now_seconds();
-  const pid_t server = spawn(argv, log);
+  const pid_t server = spawn_logged(argv, log);
   int unsustained = 0;
   try {
     bool healthy = false;
@@ -271,7 +220,7 @@ nlohmann::json run_layout(const SweepArgs& a, const bench::SweepLayout& l, const
     lay["server_killed"] = true;
   }
   lay["server_exit"] = rc;
-  if (l.hosts > 0) run_quiet({emu, "down", "--prefix", kHostPrefix}, log);
+  if (l.hosts > 0) run_logged({emu, "down", "--prefix", kHostPrefix}, log);
   std::vector<std::pair<double, bool>> kept;
   for (const auto& r : lay["runs"])
     if (!r["keeps_up"].is_null()) kept.emplace_back(r["request_rate"].get<double>(), r["keeps_up"].get<bool>());
@@ -323,7 +272,7 @@ int run_bench_sweep(const SweepArgs& a0) {
   if (!a.no_plot) {
     const std::string py = python_for_tools();
     const std::string plot_log = logs + "/plot.log";
-    const int rc = run_quiet({py, root + "/tools/plot_sweep.py", a.out + ".json", a.out + ".png"}, plot_log);
+    const int rc = run_logged({py, root + "/tools/plot_sweep.py", a.out + ".json", a.out + ".png"}, plot_log);
     if (rc == 0) std::fprintf(stderr, "bench sweep: wrote %s.png\n", a.out.c_str());
     else std::fprintf(stderr, "bench sweep: no plot (%s tools/plot_sweep.py failed, see %s)\n", py.c_str(),
                       plot_log.c_str());

@@ -3,9 +3,6 @@
 // that uses all the devices: whether it fits in memory, and its latency and
 // throughput under load at the given rate (src/plan: the cost of one step per
 // layout, driven through a simulation of our own scheduler). Recommends one.
-#include <sys/wait.h>
-#include <spawn.h>
-
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -14,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/child_process.h"
 #include "cli/commands.h"
 #include "cli/paths.h"
 #include "core/check.h"
@@ -21,8 +19,6 @@
 #include "plan/cost_model.h"
 #include "plan/model_shape.h"
 #include "plan/simulator.h"
-
-extern char** environ;
 
 namespace parallama::cli {
 
@@ -109,17 +105,6 @@ std::string layout_name(const nlohmann::json& r) {
   return "tp" + std::to_string(r["tp"].get<int>()) + " x pp" + std::to_string(r["pp"].get<int>());
 }
 
-int spawn_wait(const std::vector<std::string>& argv) {
-  std::vector<char*> av;
-  for (const auto& s : argv) av.push_back(const_cast<char*>(s.c_str()));
-  av.push_back(nullptr);
-  pid_t pid = -1;
-  if (posix_spawnp(&pid, av[0], nullptr, nullptr, av.data(), environ) != 0) return -1;
-  int st = 0;
-  waitpid(pid, &st, 0);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 // Predicted p90 E2EL, median TTFT and TPOT against the rate, one line per
 // layout that fits, drawn by tools/plot_sweep.py from a sweep-shaped JSON.
 void plot(const Predictor& p, const std::vector<std::pair<int, int>>& layouts, const std::string& file) {
@@ -145,11 +130,14 @@ void plot(const Predictor& p, const std::vector<std::pair<int, int>>& layouts, c
   }
   const std::string js = file + ".json";
   std::ofstream(js) << sweep.dump(1) << "\n";
-  const int rc = spawn_wait({python_for_tools(), source_root() + "/tools/plot_sweep.py", js, file, "--title",
+  const std::string log = file + ".log";
+  const int rc = run_logged({python_for_tools(), source_root() + "/tools/plot_sweep.py", js, file, "--title",
                              "predicted by parallama plan: " + p.shape.name + ", " + std::to_string(p.a.input_len) +
                                  " in / " + std::to_string(p.a.output_len) +
-                                 " out tokens; star: highest rate kept up with"});
-  if (rc != 0) PL_THROW("--plot: tools/plot_sweep.py failed (matplotlib missing? set PARALLAMA_PYTHON)");
+                                 " out tokens; star: highest rate kept up with"},
+                            log);
+  if (rc != 0) PL_THROW("--plot: tools/plot_sweep.py failed, see " << log << " (matplotlib missing? set PARALLAMA_PYTHON)");
+  std::remove(log.c_str());
   std::fprintf(stderr, "plan: wrote %s (and the numbers in %s)\n", file.c_str(), js.c_str());
 }
 
@@ -197,9 +185,10 @@ int run_plan(const PlanArgs& a) {
       best = &r;
   std::string why;
   if (best) {
-    why = layout_name(*best) + ": the lowest predicted p90 latency (" +
-          std::to_string((*best)["p90_e2el_ms"].get<double>() / 1e3).substr(0, 5) + " s) of the layouts that fit and keep up with " +
-          std::to_string(a.rate).substr(0, 5) + " req/s";
+    char b[160];
+    std::snprintf(b, sizeof(b), ": the lowest predicted p90 latency (%.2f s) of the layouts that fit and keep up with %g req/s",
+                  (*best)["p90_e2el_ms"].get<double>() / 1e3, a.rate);
+    why = layout_name(*best) + b;
   } else {
     const nlohmann::json* fastest = nullptr;
     for (const auto& r : rows)

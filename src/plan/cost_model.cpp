@@ -77,25 +77,48 @@ void from_json(const json& j, Link& l) {
 void to_json(json& j, const Efficiency& e) {
   j = {{"mem", e.mem},
        {"flops", e.flops},
+       {"attn", e.attn},
        {"comm", e.comm},
        {"step_overhead_s", e.step_overhead_s},
        {"per_layer_overhead_s", e.per_layer_overhead_s},
+       {"token_overhead_s", e.token_overhead_s},
        {"act_bytes", e.act_bytes},
        {"kv_bytes", e.kv_bytes},
        {"mem_util", e.mem_util}};
+  if (!e.flops_curve.empty()) {
+    j["flops_curve"] = json::array();
+    for (auto [n, f] : e.flops_curve) j["flops_curve"].push_back({n, f});
+  }
 }
 void from_json(const json& j, Efficiency& e) {
   const char* w = "efficiency";
-  only_keys(j, {"mem", "flops", "comm", "step_overhead_s", "per_layer_overhead_s", "act_bytes", "kv_bytes", "mem_util"},
+  only_keys(j,
+            {"mem", "flops", "attn", "flops_curve", "comm", "step_overhead_s", "per_layer_overhead_s", "token_overhead_s", "act_bytes",
+             "kv_bytes", "mem_util"},
             w);
   read_number(j, "mem", e.mem, false, w);
   read_number(j, "flops", e.flops, false, w);
   read_number(j, "comm", e.comm, false, w);
   read_number(j, "step_overhead_s", e.step_overhead_s, true, w);
   read_number(j, "per_layer_overhead_s", e.per_layer_overhead_s, true, w);
+  read_number(j, "token_overhead_s", e.token_overhead_s, true, w);
   read_number(j, "act_bytes", e.act_bytes, false, w);
   read_number(j, "kv_bytes", e.kv_bytes, false, w);
   read_number(j, "mem_util", e.mem_util, false, w);
+  read_number(j, "attn", e.attn, true, w);
+  if (j.contains("flops_curve")) {
+    const json& c = j["flops_curve"];
+    e.flops_curve.clear();
+    if (!c.is_array()) PL_THROW(w << ": 'flops_curve' must be a list of [tokens, fraction] pairs");
+    for (const json& p : c) {
+      if (!p.is_array() || p.size() != 2 || !p[0].is_number() || !p[1].is_number() || !(p[0].get<double>() >= 1) ||
+          !(p[1].get<double>() > 0))
+        PL_THROW(w << ": 'flops_curve' entries must be [tokens >= 1, fraction > 0], got " << p.dump());
+      if (!e.flops_curve.empty() && p[0].get<double>() <= e.flops_curve.back().first)
+        PL_THROW(w << ": 'flops_curve' tokens must increase");
+      e.flops_curve.emplace_back(p[0].get<double>(), p[1].get<double>());
+    }
+  }
   if (e.mem_util > 1) PL_THROW(w << ": 'mem_util' must be at most 1, got " << e.mem_util);
 }
 
@@ -164,8 +187,24 @@ double p2p_send_s(double bytes, const Link& link, const Efficiency& eff) {
   return link.latency_s + bytes / (link.bw_Bps * eff.comm);
 }
 
+double op_time_s(double bytes, double flops, const Device& dev, double mem_frac, double flops_frac) {
+  return std::max(bytes / (dev.mem_bw_Bps * mem_frac), flops / (dev.peak_flops * flops_frac));
+}
+
 double op_time_s(double bytes, double flops, const Device& dev, const Efficiency& eff) {
-  return std::max(bytes / (dev.mem_bw_Bps * eff.mem), flops / (dev.peak_flops * eff.flops));
+  return op_time_s(bytes, flops, dev, eff.mem, eff.flops);
+}
+
+double Efficiency::flops_at(double tokens) const {
+  if (flops_curve.empty()) return flops;
+  if (tokens <= flops_curve.front().first) return flops_curve.front().second;
+  if (tokens >= flops_curve.back().first) return flops_curve.back().second;
+  size_t i = 1;
+  while (flops_curve[i].first < tokens) ++i;
+  const auto [n0, f0] = flops_curve[i - 1];
+  const auto [n1, f1] = flops_curve[i];
+  const double t = std::log(tokens / n0) / std::log(n1 / n0);
+  return f0 + t * (f1 - f0);
 }
 
 double kv_bytes_per_token(const ModelShape& m, double kv_bytes) {
@@ -211,7 +250,9 @@ CostModel::CostModel(ModelShape shape, Layout layout, Hardware hw)
   }
   layer_params_ = static_cast<double>(shape_.layer_params());
   const int dpn = hw_.devices_per_node;
-  auto node = [dpn](int rank) { return rank / dpn; };
+  const int nodes = hw_.nodes;
+  const bool rr = layout_.map_by_node;
+  auto node = [dpn, nodes, rr](int rank) { return rr ? rank % nodes : rank / dpn; };
   int64_t first = 0;
   for (int s = 0; s < pp; ++s) {
     Stage st;
@@ -255,13 +296,15 @@ StepCost CostModel::step(const StepShape& s) const {
     const double L = static_cast<double>(st.n_layers);
     double t = 0;
     if (n > 0) {
-      t += op_time_s(st.layer_bytes / tp, 2.0 * layer_params_ / tp * n * L, d, e);
+      const double fn = e.flops_at(n);
+      t += op_time_s(st.layer_bytes / tp, 2.0 * layer_params_ / tp * n * L, d, e.mem, fn);
       const double kv = L * static_cast<double>(s.kv_tokens_read) * 2.0 * kv_heads_ * hd * e.kv_bytes;
       const double attn = L * 4.0 * static_cast<double>(s.attn_pairs) * heads_ * hd;
-      t += op_time_s(kv, attn, d, e);
+      t += op_time_s(kv, attn, d, e.attn_mem(), fn);
       if (i == pp - 1 && s.logits() > 0) {
         const double nl = static_cast<double>(s.logits());
-        t += op_time_s(static_cast<double>(shape_.head_bytes) / tp, 2.0 * shape_.head_params() / tp * nl, d, e);
+        t += op_time_s(static_cast<double>(shape_.head_bytes) / tp, 2.0 * shape_.head_params() / tp * nl, d, e.mem,
+                       e.flops_at(nl));
         // The vocab-parallel head's f32 logits, gathered on every rank.
         t += ring_allgather_s(nl * static_cast<double>(shape_.n_vocab) * 4.0, tp, tp_link(i), e);
       }
@@ -269,6 +312,7 @@ StepCost CostModel::step(const StepShape& s) const {
       t += c.tp_comm_s[static_cast<size_t>(i)];
     }
     t += e.step_overhead_s + e.per_layer_overhead_s * L;
+    if (i == 0) t += e.token_overhead_s * static_cast<double>(s.logits());
     c.stage_s[static_cast<size_t>(i)] = t;
   }
   for (int b = 0; b + 1 < pp; ++b) c.send_s.push_back(n > 0 ? p2p_send_s(act, send_link(b), e) : 0.0);

@@ -5,7 +5,7 @@
 //
 // Ranks are placed as the engine places them (src/parallel/world_config.h):
 // TP innermost, rank = stage x tp + tp_rank, nodes filled in order with
-// devices_per_node ranks each. A TP group inside one node uses the intra-node
+// devices_per_node ranks each (or dealt round-robin: Layout::map_by_node). A TP group inside one node uses the intra-node
 // link, one that spans nodes the inter-node link; a stage boundary where any
 // TP rank's peer is on another node uses the inter-node link.
 //
@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -39,14 +40,27 @@ struct Link {
 };
 
 struct Efficiency {
-  double mem = 0.8;                   // fraction of mem_bw_Bps that weight and KV streams reach
+  double mem = 0.8;                   // fraction of mem_bw_Bps that weight streams reach
   double flops = 0.6;                 // fraction of peak_flops that matmuls and attention reach
+  // Measured engines reach a different fraction of peak at each batch size
+  // (CPU kernels switch paths, GPUs fill their SMs): (tokens in the step,
+  // fraction) pairs by increasing tokens, interpolated in log(tokens) and held
+  // flat beyond the ends. Empty: `flops` at every size.
+  std::vector<std::pair<double, double>> flops_curve;
+  double attn = 0;                    // fraction of mem_bw_Bps that attention's KV reads reach; 0: mem
   double comm = 0.8;                  // fraction of a link's bw_Bps that collectives and sends reach
   double step_overhead_s = 0.0;       // s per step per stage (scheduling, launches, sampling)
   double per_layer_overhead_s = 0.0;  // s per layer per step (kernels, collectives' fixed cost)
+  // s per sampled token on the first stage: rank 0 samples, detokenizes and
+  // streams each token to its client (serving; fitted from a served run)
+  double token_overhead_s = 0.0;
   double act_bytes = 2;               // bytes per activation element on the wire and in memory
   double kv_bytes = 2;                // bytes per KV element
   double mem_util = 0.9;              // fraction of device memory usable
+
+  // The fraction of peak flops for an operation over `tokens` tokens.
+  double flops_at(double tokens) const;
+  double attn_mem() const { return attn > 0 ? attn : mem; }
 };
 
 struct Hardware {
@@ -84,6 +98,9 @@ struct Layout {
   int tp = 1;
   int pp = 1;
   std::vector<int64_t> stage_layers;  // [pp] layers per stage, in order; empty: split_layers()
+  // Ranks dealt round-robin over the nodes (mpirun --map-by node: a TP group
+  // spans nodes) instead of filling each node in turn (--map-by slot).
+  bool map_by_node = false;
 };
 
 // The batch of one step (one micro-batch under PP).
@@ -136,6 +153,8 @@ double ring_allgather_s(double bytes, int p, const Link& link, const Efficiency&
 double p2p_send_s(double bytes, const Link& link, const Efficiency& eff);
 // Roofline of one operation: max(bytes / (mem_bw x eff.mem), flops / (peak x eff.flops)).
 double op_time_s(double bytes, double flops, const Device& dev, const Efficiency& eff);
+// The same with the two fractions given.
+double op_time_s(double bytes, double flops, const Device& dev, double mem_frac, double flops_frac);
 // KV cache bytes of one token over the whole model: 2 (K, V) x n_layers x n_kv_heads x head_dim x kv_bytes.
 double kv_bytes_per_token(const ModelShape& shape, double kv_bytes);
 // GPipe's bubble: (pp - 1) / (n_microbatches + pp - 1).
@@ -154,12 +173,14 @@ class CostModel {
 
   // Per stage, per TP rank (the slowest: the most heads, as WorldConfig::head_shard splits them):
   //   weights    layers' bytes / tp read once; 2 x layer_params / tp x n_tokens flops per layer
+  //              (at eff.mem and eff.flops_at(n_tokens))
   //   attention  kv_tokens_read x 2 x kv_heads/tp x head_dim x kv_bytes read per layer;
-  //              4 x attn_pairs x heads/tp x head_dim flops per layer
+  //              4 x attn_pairs x heads/tp x head_dim flops per layer (at eff.attn_mem())
   //   TP         two all-reduces per layer of n_tokens x n_embd x act_bytes
-  //   overheads  step_overhead_s + per_layer_overhead_s x layers
+  //   overheads  step_overhead_s + per_layer_overhead_s x layers, and on the first
+  //              stage token_overhead_s x logits()
   // the last stage adds the output head over logits() tokens (head_bytes / tp,
-  // 2 x head_params / tp flops per token) and, with tp > 1, the all-gather of
+  // 2 x head_params / tp flops per token, at eff.flops_at(logits())) and, with tp > 1, the all-gather of
   // the f32 logits (the head is vocab-parallel); each boundary sends n_tokens x
   // n_embd x act_bytes. The embedding lookup and activation traffic are left
   // out: small beside the weights and the KV reads.

@@ -64,6 +64,8 @@ SimResult simulate(const std::vector<SimRequest>& reqs, const SimConfig& cfg, co
   if (cfg.kv_blocks < 1 || cfg.block_size < 1)
     PL_THROW("the KV pool needs blocks: " << cfg.kv_blocks << " blocks of " << cfg.block_size << " tokens");
   if (cfg.pp < 1) PL_THROW("pp must be at least 1, got " << cfg.pp);
+  if (!(cfg.cores >= 0) || cfg.devices_per_stage < 1)
+    PL_THROW("cores must be >= 0 and devices per stage >= 1, got " << cfg.cores << " and " << cfg.devices_per_stage);
   if (cfg.sched.max_num_seqs < 1) PL_THROW("max-num-seqs must be at least 1, got " << cfg.sched.max_num_seqs);
   if (cfg.sched.max_num_batched_tokens < 1)
     PL_THROW("max-num-batched-tokens must be at least 1, got " << cfg.sched.max_num_batched_tokens);
@@ -186,6 +188,15 @@ SimResult simulate(const std::vector<SimRequest>& reqs, const SimConfig& cfg, co
     PL_CHECK_MSG(static_cast<int>(c.stage_s.size()) == pp && static_cast<int>(c.send_s.size()) == pp - 1,
                  "the step function gave " << c.stage_s.size() << " stage and " << c.send_s.size()
                                            << " send times for pp=" << pp);
+    if (cfg.cores > 0) {  // the stages busy at once share the cores
+      const double busy = static_cast<double>(std::min<size_t>(in_flight.size() + 1, static_cast<size_t>(pp)));
+      const double slow = std::max(1.0, cfg.devices_per_stage * busy / cfg.cores);
+      // Compute slows; time waiting in TP collectives does not (ranks yield the core).
+      for (size_t u = 0; u < c.stage_s.size(); ++u) {
+        const double comm = u < c.tp_comm_s.size() ? std::min(c.tp_comm_s[u], c.stage_s[u]) : 0.0;
+        c.stage_s[u] = (c.stage_s[u] - comm) * slow + comm;
+      }
+    }
     double at = t;  // the micro-batch reaches stage s at `at`
     for (int s = 0; s < pp; ++s) {
       const size_t u = static_cast<size_t>(s);

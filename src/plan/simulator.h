@@ -57,6 +57,14 @@ struct SimConfig {
   int32_t block_size = 16;    // tokens per block
   int pp = 1;                 // pipeline stages = micro-batches in flight at most
   int32_t max_model_len = 0;  // longest sequence (prompt + output), tokens; 0: what the pool holds
+  // Devices sharing too few cores (emulated hosts on one machine, more ranks
+  // than cores): each stage's devices_per_stage devices compute on `cores`
+  // cores shared by every stage, so a micro-batch launched while k - 1 others
+  // are in flight computes max(1, devices_per_stage x min(k, pp) / cores) times
+  // slower at every stage (its TP collectives, StepCost::tp_comm_s, do not
+  // slow: a waiting rank yields its core). 0: every device has a core of its own.
+  double cores = 0;
+  int devices_per_stage = 1;
 };
 
 // The time of one micro-batch: stage_s must have pp entries and send_s pp - 1

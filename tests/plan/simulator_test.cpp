@@ -251,3 +251,30 @@ TEST(PlanSimulator, ThousandRequestsSimulateWellUnderASecond) {
   EXPECT_EQ(s["completed"].get<int64_t>(), 1000);
   EXPECT_TRUE(s["keeps_up"].get<bool>());
 }
+
+TEST(PlanSimulator, DevicesSharingCoresComputeSlower) {
+  // pp = 2, each stage 2 devices on 2 shared cores; stages 4 ms of which 1 ms
+  // is waiting in TP collectives, no send. Alone in flight a micro-batch runs
+  // at full speed (2 devices x 1 stage busy / 2 cores = 1): a lone request's
+  // token comes at 8 ms. Two requests at once go in two micro-batches: the
+  // first launches with nothing in flight (full speed: stage 0 ends at 4 ms,
+  // stage 1 at 8); the second launches at 4 ms with one in flight, so its
+  // compute is 2 x 2 / 2 = 2x slower: 3 x 2 + 1 = 7 ms per stage, stage 0 ends
+  // at 11 and stage 1 at 18. Rank 0 runs stage 0, so it takes the first's
+  // token at 11, when it is free again.
+  StepCost c;
+  c.stage_s = {0.004, 0.004};
+  c.send_s = {0.0};
+  c.tp_comm_s = {0.001, 0.001};
+  c.latency_s = 0.008;
+  SimConfig cfg = config(8, 2048, 64, 2);
+  cfg.cores = 2;
+  cfg.devices_per_stage = 2;
+  const SimResult alone = simulate({{0.0, 16, 1}}, cfg, [&](const StepShape&) { return c; });
+  EXPECT_NEAR(alone.requests[0].record.ttft_s, 0.008, 1e-12);
+  const SimResult two = simulate({{0.0, 16, 1}, {0.0, 16, 1}}, cfg, [&](const StepShape&) { return c; });
+  EXPECT_NEAR(two.requests[0].record.ttft_s, 0.011, 1e-12);
+  EXPECT_NEAR(two.requests[1].record.ttft_s, 0.018, 1e-12);
+  cfg.cores = -1;
+  EXPECT_THROW(simulate({{0.0, 16, 1}}, cfg, [&](const StepShape&) { return c; }), Error);
+}

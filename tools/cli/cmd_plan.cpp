@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 
 #include <nlohmann/json.hpp>
@@ -14,6 +15,7 @@
 #include "cli/child_process.h"
 #include "cli/commands.h"
 #include "cli/paths.h"
+#include "bench/sweep.h"
 #include "core/check.h"
 #include "plan/catalog.h"
 #include "plan/cost_model.h"
@@ -35,7 +37,79 @@ struct PlanArgs {
   double slo_ttft_ms = 0, slo_tpot_ms = 0, slo_e2el_ms = 0;  // on the medians (TTFT, TPOT) and the p90 (E2EL)
   std::string catalog, plot;
   bool json = false, list = false;
+  // Given layouts (bench sweep's syntax) at given rates instead of every tp x pp at --rate.
+  std::string layouts, rates;
+  std::string efficiency;  // with --gpu: efficiencies (JSON) instead of the catalogue's efficiency-gpu.json
+  bool emulated_hosts = false;  // with --profile: the hosts share this machine's cores
 };
+
+// A profile written by `plan calibrate`: the hardware, and beside it the
+// measured links by name and the machine's cores.
+struct Profile {
+  plan::Hardware hw;
+  std::map<std::string, plan::Link> links;
+  int cores = 0;
+  int threads_per_device = 1;
+};
+
+Profile read_profile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) PL_THROW("--profile: cannot read '" << path << "'");
+  Profile p;
+  try {
+    nlohmann::json j = nlohmann::json::parse(in);
+    if (j.contains("links"))
+      for (const auto& [name, l] : j["links"].items()) p.links[name] = l.get<plan::Link>();
+    p.cores = j.value("cores", 0);
+    p.threads_per_device = j.value("threads_per_device", 1);
+    for (const char* k : {"links", "cores", "threads_per_device", "calibration", "serving_fit"}) j.erase(k);
+    p.hw = j.get<plan::Hardware>();
+  } catch (const nlohmann::json::exception& e) {
+    PL_THROW("--profile '" << path << "': " << e.what());
+  }
+  return p;
+}
+
+const plan::Link& profile_link(const Profile& p, const std::string& name, const char* what) {
+  const auto it = p.links.find(name);
+  if (it != p.links.end()) return it->second;
+  std::string known;
+  for (const auto& [k, v] : p.links) known += (known.empty() ? "" : ", ") + k;
+  PL_THROW(what << ": the profile has no link '" << name << "' (it has: " << (known.empty() ? "none" : known) << ")");
+}
+
+// One layout to predict: its ranks, the hardware they run on, and how they share cores.
+struct Case {
+  std::string label, spec;
+  plan::Layout layout;
+  plan::Hardware hw;
+  double cores = 0;  // > 0: all devices share this many cores (SimConfig::cores)
+  int devices_per_stage = 1;
+};
+
+// A bench sweep layout on hosts of a calibrated profile: a rank with t > 1
+// threads runs t thread shards (TP over the "threads" link, as `serve -t`
+// does), MPI ranks on one host talk over "shm", emulated hosts over "tcp" (or
+// "tcp-RATE" for a shaped link).
+Case case_of(const bench::SweepLayout& l, const Profile& p, bool emulated) {
+  Case c;
+  c.label = l.label();
+  c.spec = l.spec;
+  const int threads = std::max(1, l.threads) / std::max(1, p.threads_per_device);
+  if (threads > 1 && l.tp > 1)
+    PL_THROW("layout " << l.spec << ": thread shards inside TP ranks are not modelled (give threads with tp=1)");
+  c.layout.tp = threads > 1 ? threads : l.tp;
+  c.layout.pp = l.pp;
+  c.layout.map_by_node = l.map_by == "node";
+  c.hw = p.hw;
+  c.hw.nodes = std::max(1, l.hosts);
+  c.hw.devices_per_node = c.layout.tp * c.layout.pp / c.hw.nodes;
+  c.hw.intra = profile_link(p, threads > 1 ? "threads" : "shm", "intra-host link");
+  if (l.hosts > 1) c.hw.inter = profile_link(p, l.link.empty() ? "tcp" : "tcp-" + l.link, "link between hosts");
+  c.devices_per_stage = c.layout.tp;
+  if (emulated || l.hosts <= 1) c.cores = p.cores > 0 ? static_cast<double>(p.cores) / p.threads_per_device : 0;
+  return c;
+}
 
 plan::LengthRange range(int len, double r) {
   return {std::max(1, static_cast<int>(std::floor(len * (1 - r)))), std::max(1, static_cast<int>(std::floor(len * (1 + r))))};
@@ -54,12 +128,23 @@ struct Predictor {
   plan::Hardware hw;
   const PlanArgs& a;
 
+  Case whole(int tp, int pp) const {
+    Case c;
+    c.layout.tp = tp;
+    c.layout.pp = pp;
+    c.hw = hw;
+    return c;
+  }
+
   // One layout at one rate: the per-layout object of --json.
-  nlohmann::json predict(int tp, int pp, double rate) const {
+  nlohmann::json predict(int tp, int pp, double rate) const { return predict(whole(tp, pp), rate, a.seed); }
+  nlohmann::json predict(const Case& k, double rate, uint64_t seed) const {
+    const int tp = k.layout.tp, pp = k.layout.pp;
     nlohmann::json row = {{"tp", tp}, {"pp", pp}, {"fits", false}, {"sustains_rate", false}, {"rate", rate}};
+    if (!k.label.empty()) row["label"] = k.label, row["layout"] = k.spec;
     std::unique_ptr<plan::CostModel> cm;
     try {
-      cm = std::make_unique<plan::CostModel>(shape, plan::Layout{tp, pp, {}}, hw);
+      cm = std::make_unique<plan::CostModel>(shape, k.layout, k.hw);
     } catch (const Error& e) {
       row["why_not"] = e.what();
       return row;
@@ -77,13 +162,15 @@ struct Predictor {
     cfg.sched.max_num_batched_tokens = a.max_num_batched_tokens;
     cfg.kv_blocks = static_cast<int32_t>(std::min<int64_t>(fit.kv_tokens_capacity / 16, 1 << 24));
     cfg.pp = pp;
+    cfg.cores = k.cores;
+    cfg.devices_per_stage = k.devices_per_stage;
     if (cfg.kv_blocks < 1) {
       row["fits"] = false;
       row["why_not"] = "no room left for the KV cache";
       return row;
     }
     const auto reqs = plan::make_requests(a.num_prompts, rate, a.burstiness, range(a.input_len, a.range_ratio),
-                                          range(a.output_len, a.range_ratio), a.seed);
+                                          range(a.output_len, a.range_ratio), seed);
     const plan::SimResult res = plan::simulate(reqs, cfg, [&](const plan::StepShape& s) { return cm->step(s); });
     const nlohmann::json sum = plan::summarize(res, {50, 90, 99});
     row["sustains_rate"] = sum["keeps_up"];
@@ -103,6 +190,21 @@ struct Predictor {
 
 std::string layout_name(const nlohmann::json& r) {
   return "tp" + std::to_string(r["tp"].get<int>()) + " x pp" + std::to_string(r["pp"].get<int>());
+}
+
+// A sweep-shaped JSON (FILE.json) drawn by tools/plot_sweep.py into FILE.
+void draw(const nlohmann::json& sweep, const std::string& model, const PlanArgs& a, const std::string& file) {
+  const std::string js = file + ".json";
+  std::ofstream(js) << sweep.dump(1) << "\n";
+  const std::string log = file + ".log";
+  const int rc = run_logged({python_for_tools(), source_root() + "/tools/plot_sweep.py", js, file, "--title",
+                             "predicted by parallama plan: " + model + ", " + std::to_string(a.input_len) +
+                                 " in / " + std::to_string(a.output_len) +
+                                 " out tokens; star: highest rate kept up with"},
+                            log);
+  if (rc != 0) PL_THROW("--plot: tools/plot_sweep.py failed, see " << log << " (matplotlib missing? set PARALLAMA_PYTHON)");
+  std::remove(log.c_str());
+  std::fprintf(stderr, "plan: wrote %s (and the numbers in %s)\n", file.c_str(), js.c_str());
 }
 
 // Predicted p90 E2EL, median TTFT and TPOT against the rate, one line per
@@ -128,17 +230,49 @@ void plot(const Predictor& p, const std::vector<std::pair<int, int>>& layouts, c
     lay["sustained_rate"] = sustained;
     sweep["layouts"].push_back(lay);
   }
-  const std::string js = file + ".json";
-  std::ofstream(js) << sweep.dump(1) << "\n";
-  const std::string log = file + ".log";
-  const int rc = run_logged({python_for_tools(), source_root() + "/tools/plot_sweep.py", js, file, "--title",
-                             "predicted by parallama plan: " + p.shape.name + ", " + std::to_string(p.a.input_len) +
-                                 " in / " + std::to_string(p.a.output_len) +
-                                 " out tokens; star: highest rate kept up with"},
-                            log);
-  if (rc != 0) PL_THROW("--plot: tools/plot_sweep.py failed, see " << log << " (matplotlib missing? set PARALLAMA_PYTHON)");
-  std::remove(log.c_str());
-  std::fprintf(stderr, "plan: wrote %s (and the numbers in %s)\n", file.c_str(), js.c_str());
+  draw(sweep, p.shape.name, p.a, file);
+}
+
+int run_layouts(const Predictor& p, const Profile& prof) {
+  const PlanArgs& a = p.a;
+  const std::vector<bench::SweepLayout> lays = bench::parse_layouts(a.layouts);
+  const std::vector<double> rates = a.rates.empty() ? std::vector<double>{a.rate} : bench::parse_rates(a.rates);
+  nlohmann::json rows = nlohmann::json::array();
+  nlohmann::json sweep = {{"model", p.shape.name}, {"num_prompts", a.num_prompts}, {"random_input_len", a.input_len},
+                          {"random_output_len", a.output_len}, {"layouts", nlohmann::json::array()}};
+  if (!a.json)
+    std::printf("%-34s %6s %5s %9s %10s %10s %10s %10s %11s\n", "layout", "rate", "fits", "keeps up", "p50 E2EL",
+                "p90 E2EL", "med TTFT", "med TPOT", "out tok/s");
+  for (const auto& l : lays) {
+    const Case c = case_of(l, prof, a.emulated_hosts);
+    nlohmann::json lay = {{"label", c.label}, {"layout", c.spec}, {"runs", nlohmann::json::array()}};
+    double sustained = 0;
+    bool ok_so_far = true;
+    for (size_t i = 0; i < rates.size(); ++i) {
+      nlohmann::json r = p.predict(c, rates[i], a.seed + 1000 * i);
+      rows.push_back(r);
+      if (!a.json) {
+        if (!r["fits"].get<bool>())
+          std::printf("%-34s %6g %5s  %s\n", c.label.c_str(), rates[i], "no", r.value("why_not", std::string()).c_str());
+        else
+          std::printf("%-34s %6g %5s %9s %9.2fs %9.2fs %8.0fms %8.1fms %11.1f\n", c.label.c_str(), rates[i], "yes",
+                      r["sustains_rate"].get<bool>() ? "yes" : "no", r["p50_e2el_ms"].get<double>() / 1e3,
+                      r["p90_e2el_ms"].get<double>() / 1e3, r["median_ttft_ms"].get<double>(),
+                      r["median_tpot_ms"].get<double>(), r["output_tok_s"].get<double>());
+      }
+      if (!r["fits"].get<bool>()) continue;
+      r["request_rate"] = rates[i];
+      r["keeps_up"] = r["sustains_rate"];
+      lay["runs"].push_back(r);
+      ok_so_far = ok_so_far && r["sustains_rate"].get<bool>();
+      if (ok_so_far) sustained = rates[i];
+    }
+    lay["sustained_rate"] = sustained;
+    sweep["layouts"].push_back(lay);
+  }
+  if (a.json) std::cout << rows.dump() << std::endl;
+  if (!a.plot.empty()) draw(sweep, p.shape.name, a, a.plot);
+  return 0;
 }
 
 int run_plan(const PlanArgs& a) {
@@ -156,21 +290,34 @@ int run_plan(const PlanArgs& a) {
   plan::ModelShape shape =
       a.model_file.empty() ? plan::shape_from_spec(cat.model(a.model_name), a.dtype) : plan::shape_from_gguf(a.model_file);
   plan::Hardware hw;
+  Profile prof;
   if (!a.profile.empty()) {
     if (!a.gpu.empty()) PL_THROW("--gpu and --profile exclude each other");
-    std::ifstream in(a.profile);
-    if (!in) PL_THROW("--profile: cannot read '" << a.profile << "'");
-    try {
-      hw = nlohmann::json::parse(in).get<plan::Hardware>();
-    } catch (const nlohmann::json::exception& e) {
-      PL_THROW("--profile '" << a.profile << "': " << e.what());
-    }
+    prof = read_profile(a.profile);
+    hw = prof.hw;
     if (a.hosts > 0) hw.nodes = a.hosts;
   } else {
+    if (!a.layouts.empty()) PL_THROW("--layouts needs a calibrated --profile (plan calibrate)");
     if (a.gpu.empty()) PL_THROW("give the hardware: --gpu NAME --gpus-per-node N [--nodes M], or --profile FILE");
     if (a.gpus_per_node < 1 || a.nodes < 1) PL_THROW("--gpus-per-node and --nodes must be >= 1");
     hw = plan::make_hardware(cat, a.gpu, a.gpus_per_node, a.nodes, a.intra, a.inter);
+    // The efficiencies a GPU engine reaches, fitted to published figures
+    // (docs/STUDY-planner.md), or the user's own.
+    const std::string eff_file = !a.efficiency.empty() ? a.efficiency : dir + "/efficiency-gpu.json";
+    std::ifstream in(eff_file);
+    if (!in && !a.efficiency.empty()) PL_THROW("--efficiency: cannot read '" << a.efficiency << "'");
+    if (in) {
+      try {
+        nlohmann::json j = nlohmann::json::parse(in);
+        j.erase("about");
+        j.erase("fit");
+        hw.eff = j.get<plan::Efficiency>();
+      } catch (const nlohmann::json::exception& e) {
+        PL_THROW("efficiencies '" << eff_file << "': " << e.what());
+      }
+    }
   }
+  if (!a.layouts.empty()) return run_layouts(Predictor{shape, hw, a}, prof);
   const Predictor p{shape, hw, a};
   const auto layouts = layouts_of(hw.n_devices());
   nlohmann::json rows = nlohmann::json::array();
@@ -254,8 +401,23 @@ void add_plan(CLI::App& app, std::function<int()>& run) {
   c->add_option("--catalog", a->catalog, "Directory of the catalogues (default: data/plan of the source tree)");
   c->add_option("--plot", a->plot, "Draw predicted latency against rate for each layout into this PNG");
   c->add_flag("--json", a->json, "One JSON list, one object per layout");
+  c->add_option("--efficiency", a->efficiency,
+                "With --gpu: the engine's efficiencies (JSON: mem, flops, comm, step_overhead_s, ...) instead of "
+                "data/plan/efficiency-gpu.json");
+  c->add_option("--layouts", a->layouts,
+                "With --profile: these layouts (bench sweep's syntax, e.g. \"tp=1,threads=2; pp=2; "
+                "tp=2,pp=2,hosts=2,map=node,link=1gbit\") instead of every tp x pp");
+  c->add_option("--rates", a->rates, "With --layouts: these request rates (e.g. 1,2,4), seeds as bench sweep's");
+  c->add_flag("--emulated-hosts", a->emulated_hosts,
+              "With --layouts: the hosts are emulated on this machine and share its cores");
   c->add_flag("--list", a->list, "List the catalogued accelerators, links and models");
-  c->callback([a, &run] { run = [a] { return run_plan(*a); }; });
+  add_plan_calibrate(c, run);
+  // CLI11 runs this callback after a chosen `plan calibrate`'s own one: leave
+  // `run` to the subcommand then.
+  c->callback([a, c, &run] {
+    if (!c->get_subcommands().empty()) return;
+    run = [a] { return run_plan(*a); };
+  });
 }
 
 }  // namespace parallama::cli

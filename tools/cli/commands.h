@@ -29,5 +29,7 @@ void add_membw(CLI::App& app, std::function<int()>& run);
 void add_serve(CLI::App& app, std::function<int()>& run);
 // `plan`: predicted latency and throughput of every TP x PP layout (src/plan).
 void add_plan(CLI::App& app, std::function<int()>& run);
+// `plan calibrate` (and its hidden MPI helper `plan comm-probe`): a hardware profile of this machine.
+void add_plan_calibrate(CLI::App* plan, std::function<int()>& run);
 
 }  // namespace parallama::cli

@@ -53,6 +53,18 @@ std::vector<SimRequest> make_requests(int64_t n, double rate, double burstiness,
   return r;
 }
 
+std::vector<SimRequest> requests_with_lengths(const std::vector<std::pair<int32_t, int32_t>>& lengths, double rate,
+                                              double burstiness, uint64_t seed) {
+  const std::vector<double> t = bench::arrival_times(static_cast<int64_t>(lengths.size()), rate, burstiness, seed);
+  std::vector<SimRequest> r(t.size());
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (lengths[i].first < 1 || lengths[i].second < 1)
+      PL_THROW("request " << i << ": lengths " << lengths[i].first << " / " << lengths[i].second << " must be >= 1");
+    r[i] = {t[i], lengths[i].first, lengths[i].second};
+  }
+  return r;
+}
+
 std::vector<bench::RequestRecord> SimResult::records() const {
   std::vector<bench::RequestRecord> v;
   v.reserve(requests.size());

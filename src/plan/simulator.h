@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -49,6 +50,12 @@ struct LengthRange {
 // ranges. Same seed, same requests. Throws parallama::Error on a bad range.
 std::vector<SimRequest> make_requests(int64_t n, double rate, double burstiness, LengthRange input,
                                       LengthRange output, uint64_t seed);
+
+// Requests of the given (prompt, output) lengths, in order, arriving as
+// make_requests' do for the same seed (a ShareGPT sample, say). Throws
+// parallama::Error on a length below 1.
+std::vector<SimRequest> requests_with_lengths(const std::vector<std::pair<int32_t, int32_t>>& lengths, double rate,
+                                              double burstiness, uint64_t seed);
 
 struct SimConfig {
   SchedulerConfig sched;      // max_num_seqs, max_num_batched_tokens; watermark_blocks <= 0:

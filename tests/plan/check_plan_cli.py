@@ -3,7 +3,7 @@
 A100-40GB over NVLink at 3 req/s) lists exactly the layouts with tp x pp = 4,
 each with the fields scripts rely on; a 70B fp16 model on one 80 GB card does
 not fit (140 GB of weights) and says why; a GGUF model and a hardware
-profile file work; bad input (unknown GPU, both -m and --model-name, a
+profile file work, and so do request lengths from a ShareGPT file; bad input (unknown GPU, both -m and --model-name, a
 profile with an unknown key) is refused with a clear error, not a crash.
 
     check_plan_cli.py PARALLAMA MODEL.gguf
@@ -55,6 +55,19 @@ def main():
                                "--input-len", "64", "--output-len", "32", "--num-prompts", "100", "--json").stdout)
         assert sorted((r["tp"], r["pp"]) for r in rows) == [(1, 4), (2, 2), (4, 1)], rows
         assert any(r["fits"] for r in rows), rows
+        # ShareGPT lengths (counted by the model's tokenizer): every conversation below has
+        # sentences of 8+ words on both sides, so all five become requests.
+        sg = os.path.join(d, "sharegpt.json")
+        convs = [{"conversations": [{"from": "human", "value": "Please explain in a few words why the sky is blue %d." % i},
+                                    {"from": "gpt", "value": "Sunlight scatters off air molecules, and blue scatters most %d." % i}]}
+                 for i in range(5)]
+        json.dump(convs + [{"conversations": [{"from": "human", "value": "one turn only"}]}], open(sg, "w"))
+        rows = json.loads(plan(binary, "-m", model, "--profile", prof, "--rate", "2", "--dataset-path", sg,
+                               "--num-prompts", "50", "--json").stdout)
+        assert all(r["completed"] == 5 for r in rows if r["fits"]), rows
+        r = plan(binary, "--model-name", "llama-2-7b", "--gpu", "a100-80gb", "--gpus-per-node", "1",
+                 "--dataset-path", sg, ok=False)
+        assert r.returncode != 0 and "--tokenizer" in r.stderr, r.stderr
         hw["intra"]["bandwidth"] = 1
         json.dump(hw, open(prof, "w"))
         r = plan(binary, "-m", model, "--profile", prof, ok=False)

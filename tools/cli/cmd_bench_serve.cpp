@@ -21,6 +21,7 @@
 #include "bench/arrivals.h"
 #include "bench/serve_client.h"
 #include "bench/serve_metrics.h"
+#include "bench/sharegpt.h"
 #include "cli/bench_serve.h"
 #include "cli/commands.h"
 #include "core/check.h"
@@ -72,45 +73,24 @@ std::vector<Prompt> random_prompts(const BenchServeArgs& a, const Tokenizer& tok
   return out;
 }
 
-// ShareGPT format: [{"conversations": [{"from": "human", "value": ...},
-// {"from": "gpt", "value": ...}, ...]}, ...]; the first two turns of each
-// conversation give the prompt and, tokenized, the output length (vLLM's rule:
-// prompts under 4 tokens or outputs under 4 are skipped). Shuffled by --seed.
+// ShareGPT (bench/sharegpt.h): the first two turns of each conversation give
+// the prompt and, tokenized, the output length. Shuffled by --seed.
 std::vector<Prompt> sharegpt_prompts(const BenchServeArgs& a, const Tokenizer& tok, bool chat) {
   if (a.dataset_path.empty()) PL_THROW("--dataset-name sharegpt needs --dataset-path FILE.json");
-  std::ifstream in(a.dataset_path);
-  if (!in) PL_THROW("--dataset-path: cannot read '" << a.dataset_path << "'");
-  nlohmann::json data;
-  try {
-    data = nlohmann::json::parse(in);
-  } catch (const std::exception& e) {
-    PL_THROW("--dataset-path: '" << a.dataset_path << "' is not JSON: " << e.what());
-  }
-  if (!data.is_array()) PL_THROW("--dataset-path: expected a JSON list of conversations");
-  std::vector<std::pair<std::string, std::string>> pairs;
-  for (const auto& item : data) {
-    if (!item.is_object() || !item.contains("conversations") || !item["conversations"].is_array()) continue;
-    const auto& c = item["conversations"];
-    if (c.size() < 2 || !c[0].contains("value") || !c[1].contains("value")) continue;
-    if (!c[0]["value"].is_string() || !c[1]["value"].is_string()) continue;
-    pairs.emplace_back(c[0]["value"].get<std::string>(), c[1]["value"].get<std::string>());
-  }
-  std::mt19937_64 rng(a.seed);
-  std::shuffle(pairs.begin(), pairs.end(), rng);
+  const auto pairs = bench::read_sharegpt(a.dataset_path, a.seed);
+  const auto picked = bench::select_sharegpt(pairs, a.num_prompts, [&tok](const std::string& s) {
+    return static_cast<int64_t>(tok.encode(s, false, false).size());
+  });
   std::vector<Prompt> out;
-  for (const auto& [q, ans] : pairs) {
-    if (static_cast<int>(out.size()) == a.num_prompts) break;
-    const int64_t in_len = static_cast<int64_t>(tok.encode(q, false, false).size());
-    const int64_t out_len = static_cast<int64_t>(tok.encode(ans, false, false).size());
-    if (in_len < 4 || out_len < 4) continue;
+  for (const auto& r : picked) {
+    const std::string& q = pairs[r.pair].prompt;
     Prompt p;
-    p.prompt_len = in_len;
-    p.body = {{"max_tokens", out_len}, {"temperature", 0}};
+    p.prompt_len = r.prompt_len;
+    p.body = {{"max_tokens", r.output_len}, {"temperature", 0}};
     if (chat) p.body["messages"] = {{{"role", "user"}, {"content", q}}};
     else p.body["prompt"] = q;
     out.push_back(std::move(p));
   }
-  if (out.empty()) PL_THROW("--dataset-path: no usable conversation in '" << a.dataset_path << "'");
   return out;
 }
 

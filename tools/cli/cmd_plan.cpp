@@ -15,7 +15,10 @@
 #include "cli/child_process.h"
 #include "cli/commands.h"
 #include "cli/paths.h"
+#include "bench/sharegpt.h"
 #include "bench/sweep.h"
+#include "gguf/gguf_file.h"
+#include "tokenizer/tokenizer.h"
 #include "core/check.h"
 #include "plan/catalog.h"
 #include "plan/cost_model.h"
@@ -39,6 +42,8 @@ struct PlanArgs {
   bool json = false, list = false;
   // Given layouts (bench sweep's syntax) at given rates instead of every tp x pp at --rate.
   std::string layouts, rates;
+  std::string dataset_path, tokenizer;  // ShareGPT lengths instead of --input-len/--output-len
+  std::vector<std::pair<int32_t, int32_t>> sharegpt;  // (prompt, output) tokens, when dataset_path is given
   std::string efficiency;  // with --gpu: efficiencies (JSON) instead of the catalogue's efficiency-gpu.json
   bool emulated_hosts = false;  // with --profile: the hosts share this machine's cores
 };
@@ -169,8 +174,10 @@ struct Predictor {
       row["why_not"] = "no room left for the KV cache";
       return row;
     }
-    const auto reqs = plan::make_requests(a.num_prompts, rate, a.burstiness, range(a.input_len, a.range_ratio),
-                                          range(a.output_len, a.range_ratio), seed);
+    const auto reqs = a.sharegpt.empty()
+                          ? plan::make_requests(a.num_prompts, rate, a.burstiness, range(a.input_len, a.range_ratio),
+                                                range(a.output_len, a.range_ratio), seed)
+                          : plan::requests_with_lengths(a.sharegpt, rate, a.burstiness, seed);
     const plan::SimResult res = plan::simulate(reqs, cfg, [&](const plan::StepShape& s) { return cm->step(s); });
     const nlohmann::json sum = plan::summarize(res, {50, 90, 99});
     row["sustains_rate"] = sum["keeps_up"];
@@ -192,15 +199,29 @@ std::string layout_name(const nlohmann::json& r) {
   return "tp" + std::to_string(r["tp"].get<int>()) + " x pp" + std::to_string(r["pp"].get<int>());
 }
 
+// The workload in words: lengths and requests, or the ShareGPT sample.
+std::string workload_text(const PlanArgs& a) {
+  char b[160];
+  if (a.sharegpt.empty()) {
+    std::snprintf(b, sizeof(b), "%d in / %d out tokens, %d requests", a.input_len, a.output_len, a.num_prompts);
+  } else {
+    double in = 0, out = 0;
+    for (auto [i, o] : a.sharegpt) in += i, out += o;
+    const double n = static_cast<double>(a.sharegpt.size());
+    std::snprintf(b, sizeof(b), "ShareGPT sample of %zu requests (mean %.0f in / %.0f out tokens)", a.sharegpt.size(),
+                  in / n, out / n);
+  }
+  return b;
+}
+
 // A sweep-shaped JSON (FILE.json) drawn by tools/plot_sweep.py into FILE.
 void draw(const nlohmann::json& sweep, const std::string& model, const PlanArgs& a, const std::string& file) {
   const std::string js = file + ".json";
   std::ofstream(js) << sweep.dump(1) << "\n";
   const std::string log = file + ".log";
   const int rc = run_logged({python_for_tools(), source_root() + "/tools/plot_sweep.py", js, file, "--title",
-                             "predicted by parallama plan: " + model + ", " + std::to_string(a.input_len) +
-                                 " in / " + std::to_string(a.output_len) +
-                                 " out tokens; star: highest rate kept up with"},
+                             "predicted by parallama plan: " + model + ", " + workload_text(a) +
+                                 "; star: highest rate kept up with"},
                             log);
   if (rc != 0) PL_THROW("--plot: tools/plot_sweep.py failed, see " << log << " (matplotlib missing? set PARALLAMA_PYTHON)");
   std::remove(log.c_str());
@@ -275,7 +296,27 @@ int run_layouts(const Predictor& p, const Profile& prof) {
   return 0;
 }
 
-int run_plan(const PlanArgs& a) {
+// --dataset-path: the lengths of a ShareGPT sample, counted by the model's
+// tokenizer (or --tokenizer's), as bench serve picks them for the same seed.
+std::vector<std::pair<int32_t, int32_t>> sharegpt_lengths(const PlanArgs& a) {
+  const std::string tok_file = !a.tokenizer.empty() ? a.tokenizer : a.model_file;
+  if (tok_file.empty())
+    PL_THROW("--dataset-path needs a tokenizer to count tokens: -m MODEL.gguf or --tokenizer FILE.gguf");
+  auto f = GgufFile::open(tok_file);
+  auto tok = Tokenizer::from_gguf(*f);
+  const auto pairs = bench::read_sharegpt(a.dataset_path, a.seed);
+  std::vector<std::pair<int32_t, int32_t>> out;
+  for (const auto& r : bench::select_sharegpt(pairs, a.num_prompts, [&tok](const std::string& s) {
+         return static_cast<int64_t>(tok->encode(s, false, false).size());
+       }))
+    out.emplace_back(static_cast<int32_t>(std::min<int64_t>(r.prompt_len, 1 << 30)),
+                     static_cast<int32_t>(std::min<int64_t>(r.output_len, 1 << 30)));
+  return out;
+}
+
+int run_plan(const PlanArgs& args) {
+  PlanArgs a = args;
+  if (!a.dataset_path.empty()) a.sharegpt = sharegpt_lengths(a);
   const std::string dir = a.catalog.empty() ? source_root() + "/data/plan" : a.catalog;
   const plan::Catalog cat = plan::Catalog::load(dir);
   if (a.list) {
@@ -347,9 +388,9 @@ int run_plan(const PlanArgs& a) {
   if (a.json) {
     std::cout << rows.dump() << std::endl;
   } else {
-    std::printf("%s (%s, %.2f GiB of weights) on %d x %s over %d node(s); %.3g req/s, %d in / %d out tokens, %d requests\n",
-                shape.name.c_str(), shape.dtype.c_str(), shape.weight_bytes / 1073741824.0, hw.n_devices(),
-                hw.dev.name.c_str(), hw.nodes, a.rate, a.input_len, a.output_len, a.num_prompts);
+    std::printf("%s (%s, %.2f GiB of weights) on %d x %s over %d node(s); %.3g req/s, %s\n", shape.name.c_str(),
+                shape.dtype.c_str(), shape.weight_bytes / 1073741824.0, hw.n_devices(), hw.dev.name.c_str(), hw.nodes,
+                a.rate, workload_text(a).c_str());
     std::printf("%-10s %5s %9s %10s %10s %10s %10s %11s  %s\n", "layout", "fits", "keeps up", "p50 E2EL", "p90 E2EL",
                 "med TTFT", "med TPOT", "out tok/s", "notes");
     for (const auto& r : rows) {
@@ -388,6 +429,10 @@ void add_plan(CLI::App& app, std::function<int()>& run) {
   c->add_option("--rate", a->rate, "Requests per second")->capture_default_str();
   c->add_option("--burstiness", a->burstiness, "Gamma shape of the arrival gaps (1: Poisson)")->capture_default_str();
   c->add_option("--input-len", a->input_len, "Prompt tokens")->capture_default_str();
+  c->add_option("--dataset-path", a->dataset_path,
+                "ShareGPT JSON: request lengths from its conversations (as bench serve --dataset-name sharegpt) "
+                "instead of --input-len/--output-len");
+  c->add_option("--tokenizer", a->tokenizer, "With --dataset-path: GGUF whose tokenizer counts tokens (default: -m)");
   c->add_option("--output-len", a->output_len, "Output tokens")->capture_default_str();
   c->add_option("--range-ratio", a->range_ratio, "Lengths uniform in len x [1 - R, 1 + R]")->capture_default_str();
   c->add_option("--num-prompts", a->num_prompts, "Requests simulated per layout")->capture_default_str();

@@ -33,9 +33,9 @@ struct LinkSpec {
   std::string latency_source;  // of the latency, or "assumed ..."
 };
 
-struct ModelSpec {
-  std::string name;         // "llama-2-13b"
-  std::string hf_repo;      // "meta-llama/Llama-2-13b-hf"
+// A decoder's dimensions: what a catalogue entry gives and the planner's
+// ModelShape (model_shape.h) carries.
+struct ModelDims {
   int64_t n_layers = 0;
   int64_t n_embd = 0;
   int64_t n_heads = 0;      // query heads
@@ -45,6 +45,11 @@ struct ModelSpec {
   int64_t n_vocab = 0;
   bool tied = false;        // output head shares the token embedding
   int64_t n_ctx_train = 0;  // max_position_embeddings
+};
+
+struct ModelSpec : ModelDims {
+  std::string name;         // "llama-2-13b"
+  std::string hf_repo;      // "meta-llama/Llama-2-13b-hf"
   std::string source;       // the config.json
 };
 

@@ -115,6 +115,17 @@ struct StepShape {
   int64_t n_logits = -1;
   int64_t n_tokens() const { return prefill_tokens + decode_tokens; }
   int64_t logits() const { return n_logits < 0 ? n_seqs : n_logits; }
+  // Adds one sequence with `cached` tokens in the KV cache and n_new tokens
+  // in this step (decode: one token after the prompt); `sampled`: its last
+  // token needs logits. Sets n_logits (counting from 0 on the first call).
+  void add_seq(int64_t cached, int64_t n_new, bool decode, bool sampled) {
+    if (n_seqs == 0) n_logits = 0;
+    (decode ? decode_tokens : prefill_tokens) += n_new;
+    kv_tokens_read += cached + n_new;
+    attn_pairs += n_new * cached + n_new * (n_new + 1) / 2;  // token at position p attends to p + 1 keys
+    n_logits += sampled;
+    ++n_seqs;
+  }
 };
 
 struct StepCost {

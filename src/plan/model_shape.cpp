@@ -58,17 +58,9 @@ ModelShape shape_from_spec(const ModelSpec& spec, const std::string& dtype) {
   const double bpp = dtype_bytes_per_param(dtype);
   auto bytes = [bpp](int64_t params) { return static_cast<int64_t>(std::llround(static_cast<double>(params) * bpp)); };
   ModelShape m;
+  static_cast<ModelDims&>(m) = spec;
   m.name = spec.name;
   m.dtype = lower(dtype);
-  m.n_layers = spec.n_layers;
-  m.n_embd = spec.n_embd;
-  m.n_heads = spec.n_heads;
-  m.n_kv_heads = spec.n_kv_heads;
-  m.head_dim = spec.head_dim;
-  m.n_ff = spec.n_ff;
-  m.n_vocab = spec.n_vocab;
-  m.tied = spec.tied;
-  m.n_ctx_train = spec.n_ctx_train;
   // A layer: its matrices and two RMSNorm vectors (attention, FFN).
   m.layer_weight_bytes = bytes(m.layer_params() + 2 * m.n_embd);
   m.embd_bytes = bytes(m.head_params());

@@ -18,18 +18,9 @@ class GgufFile;
 
 namespace parallama::plan {
 
-struct ModelShape {
+struct ModelShape : ModelDims {  // the dimensions (catalog.h), then what the weights take
   std::string name;          // catalogue name or GGUF general.name
   std::string dtype;         // weight type: "bf16", "q4_0", ..., or "gguf" (as stored)
-  int64_t n_layers = 0;
-  int64_t n_embd = 0;
-  int64_t n_heads = 0;       // query heads
-  int64_t n_kv_heads = 0;
-  int64_t head_dim = 0;
-  int64_t n_ff = 0;
-  int64_t n_vocab = 0;
-  bool tied = false;         // the output head is the token embedding
-  int64_t n_ctx_train = 0;   // trained context, tokens
   int64_t weight_bytes = 0;        // every weight as stored (embedding, layers, norms, head once)
   int64_t layer_weight_bytes = 0;  // one transformer layer (matrices and norms); the mean when layers differ
   int64_t head_bytes = 0;          // output head (lm_head); the embedding's size when tied

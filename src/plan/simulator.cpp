@@ -180,18 +180,12 @@ SimResult simulate(const std::vector<SimRequest>& reqs, const SimConfig& cfg, co
     res.peak_kv_usage = std::max(res.peak_kv_usage, pool.usage());
     if (mb.step.empty()) return false;
     StepShape sh;
-    sh.n_seqs = static_cast<int64_t>(mb.step.size());
-    sh.n_logits = 0;
     for (const ScheduledSeq& it : mb.step) {
       const Sequence& s = *it.seq;
       const int64_t p0 = s.n_computed, k = it.n_tokens;
-      const bool decode = s.n_generated() > 0 && s.n_pending() == 1;
-      (decode ? sh.decode_tokens : sh.prefill_tokens) += k;
-      sh.kv_tokens_read += p0 + k;
-      sh.attn_pairs += k * p0 + k * (k + 1) / 2;  // token at position p attends to p + 1 keys
       const bool sampled = p0 + k == static_cast<int64_t>(s.tokens.size());
       mb.sampled.push_back(sampled);
-      sh.n_logits += sampled;
+      sh.add_seq(p0, k, s.n_generated() > 0 && s.n_pending() == 1, sampled);
     }
     commit_step(mb.step, pool);
     ++res.steps;

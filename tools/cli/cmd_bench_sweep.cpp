@@ -24,6 +24,7 @@
 #include "bench/sweep.h"
 #include "cli/bench_serve.h"
 #include "cli/child_process.h"
+#include "cli/emulated_hosts.h"
 #include "cli/commands.h"
 #include "cli/paths.h"
 #include "core/check.h"
@@ -124,7 +125,7 @@ std::string rate_str(double r) {
 }
 
 nlohmann::json run_layout(const SweepArgs& a, const bench::SweepLayout& l, const std::vector<double>& rates,
-                          const std::string& log, const std::string& emu, int index, int n_layouts) {
+                          const std::string& log, int index, int n_layouts) {
   nlohmann::json lay = {{"label", l.label()}, {"layout", l.spec}, {"tp", l.tp}, {"pp", l.pp},
                         {"threads", l.threads}, {"hosts", l.hosts}, {"map_by", l.hosts ? l.map_by : ""},
                         {"link", l.link}, {"log", log}, {"runs", nlohmann::json::array()}};
@@ -132,15 +133,12 @@ nlohmann::json run_layout(const SweepArgs& a, const bench::SweepLayout& l, const
   for (auto& s : bench::serve_command(l, a.model, a.port, kHostPrefix)) argv.push_back(s);
   for (auto& s : split_words(a.server_args)) argv.push_back(s);
   std::string ns;
+  std::unique_ptr<EmulatedHosts> hosts;  // removed when this returns or throws, after the server stops
   if (l.hosts > 0) {
-    if (geteuid() != 0) PL_THROW("layout " << l.spec << ": emulated hosts need root (network namespaces)");
-    if (!file_exists(emu)) PL_THROW("layout " << l.spec << ": " << emu << " not found");
-    run_logged({emu, "down", "--prefix", kHostPrefix}, log);  // leftovers of an interrupted sweep
-    std::vector<std::string> up = {emu, "up", std::to_string(l.hosts), "--prefix", kHostPrefix};
-    if (!l.link.empty()) up.insert(up.end(), {"--rate", l.link});
-    if (run_logged(up, log) != 0) PL_THROW("layout " << l.spec << ": emulate_hosts.sh up failed (see " << log << ")");
-    argv.insert(argv.begin(), {emu, "run", "--prefix", kHostPrefix, "--"});
-    ns = std::string(kHostPrefix) + "h1";
+    hosts = std::make_unique<EmulatedHosts>(l.hosts, kHostPrefix, l.link, log, "layout " + l.spec);
+    const std::vector<std::string> pre = hosts->run_prefix();
+    argv.insert(argv.begin(), pre.begin(), pre.end());
+    ns = hosts->first_host();
   }
   std::string cmdline;
   for (const auto& s : argv) cmdline += (cmdline.empty() ? "" : " ") + s;
@@ -150,7 +148,6 @@ nlohmann::json run_layout(const SweepArgs& a, const bench::SweepLayout& l, const
   bool taken = false;
   in_netns(ns, [&] { taken = port_in_use(a.port); });
   if (taken) {
-    if (l.hosts > 0) run_logged({emu, "down", "--prefix", kHostPrefix}, log);
     PL_THROW("layout " << l.spec << ": something already listens on port " << a.port
                        << " (another server? pick one with --port)");
   }
@@ -220,7 +217,6 @@ nlohmann::json run_layout(const SweepArgs& a, const bench::SweepLayout& l, const
     lay["server_killed"] = true;
   }
   lay["server_exit"] = rc;
-  if (l.hosts > 0) run_logged({emu, "down", "--prefix", kHostPrefix}, log);
   std::vector<std::pair<double, bool>> kept;
   for (const auto& r : lay["runs"])
     if (!r["keeps_up"].is_null()) kept.emplace_back(r["request_rate"].get<double>(), r["keeps_up"].get<bool>());
@@ -234,8 +230,6 @@ int run_bench_sweep(const SweepArgs& a0) {
   const auto rates = bench::parse_rates(a.rates);
   if (a.model.empty()) a.model = default_model_path();
   if (a.bench.tokenizer.empty()) a.bench.tokenizer = a.model;
-  const std::string root = source_root();
-  const std::string emu = root + "/scripts/emulate_hosts.sh";
   const std::string logs = a.out + "-logs";
   mkdir(logs.c_str(), 0755);
   nlohmann::json sweep = {{"model", a.model},
@@ -257,7 +251,7 @@ int run_bench_sweep(const SweepArgs& a0) {
   for (size_t i = 0; i < layouts.size(); ++i) {
     const std::string log = logs + "/" + std::to_string(i + 1) + ".log";
     std::remove(log.c_str());
-    sweep["layouts"].push_back(run_layout(a, layouts[i], rates, log, emu, static_cast<int>(i) + 1,
+    sweep["layouts"].push_back(run_layout(a, layouts[i], rates, log, static_cast<int>(i) + 1,
                                           static_cast<int>(layouts.size())));
     sweep["duration_s"] = now_seconds() - t0;
     std::ofstream(a.out + ".json") << sweep.dump(1) << "\n";  // after every layout: a partial sweep survives
@@ -272,7 +266,7 @@ int run_bench_sweep(const SweepArgs& a0) {
   if (!a.no_plot) {
     const std::string py = python_for_tools();
     const std::string plot_log = logs + "/plot.log";
-    const int rc = run_logged({py, root + "/tools/plot_sweep.py", a.out + ".json", a.out + ".png"}, plot_log);
+    const int rc = run_logged({py, source_root() + "/tools/plot_sweep.py", a.out + ".json", a.out + ".png"}, plot_log);
     if (rc == 0) std::fprintf(stderr, "bench sweep: wrote %s.png\n", a.out.c_str());
     else std::fprintf(stderr, "bench sweep: no plot (%s tools/plot_sweep.py failed, see %s)\n", py.c_str(),
                       plot_log.c_str());

@@ -26,6 +26,7 @@
 
 #include "cli/child_process.h"
 #include "cli/commands.h"
+#include "cli/emulated_hosts.h"
 #include "cli/paths.h"
 #include "cli/read_bandwidth.h"
 #include "core/check.h"
@@ -101,13 +102,8 @@ std::vector<plan::StepSample> time_steps(Engine& e, int reps, const std::functio
                    "calibration: the KV pool is too small for " << p.n_seqs << " x " << p.n_past + p.n_new);
       for (int j = 0; j < p.n_new; ++j) ids[static_cast<size_t>(j)] = (s * 131 + j * 17 + 1) % vocab;
       b.add_seq(ids.data(), p.n_new, p.n_past, &tables[static_cast<size_t>(s)]);
-      const int64_t k = p.n_new, p0 = p.n_past;
-      (p.n_new == 1 ? sh.decode_tokens : sh.prefill_tokens) += k;
-      sh.kv_tokens_read += p0 + k;
-      sh.attn_pairs += k * p0 + k * (k + 1) / 2;
+      sh.add_seq(p.n_past, p.n_new, p.n_new == 1, true);
     }
-    sh.n_seqs = p.n_seqs;
-    sh.n_logits = p.n_seqs;
     const double t = median_time(reps, [&] { e.forward(b, logits); });
     out.push_back({sh, t});
     for (auto& t2 : tables) alloc.release(t2);
@@ -118,18 +114,17 @@ std::vector<plan::StepSample> time_steps(Engine& e, int reps, const std::functio
 
 // ---- links ----
 
-std::vector<plan::CommSample> probe_threads(int reps_scale) {
+std::vector<plan::CommSample> probe_threads() {
   ThreadGroup g(2);
   std::vector<plan::CommSample> out;
   for (size_t bytes : probe_sizes()) {
     const size_t n = bytes / sizeof(float);
     std::vector<float> a(n, 1.0f), b(n, 2.0f);
-    const int reps = std::max(3, reps_for(bytes) / reps_scale);
-    double t = 0;
+    const int reps = reps_for(bytes);
     std::thread peer([&] {
       for (int i = 0; i < reps + 1; ++i) g.comm(1).all_reduce_sum(b.data(), n);
     });
-    t = median_time(reps, [&] { g.comm(0).all_reduce_sum(a.data(), n); });
+    const double t = median_time(reps, [&] { g.comm(0).all_reduce_sum(a.data(), n); });
     peer.join();
     out.push_back({plan::CommSample::kAllReduce, 2, static_cast<double>(bytes), t});
   }
@@ -360,7 +355,7 @@ int run_calibrate(const CalibrateArgs& a) {
     auto e2 = Engine::load(a.model, opt);
     const auto s2 = time_steps(*e2, a.reps, [](size_t i, size_t n) { step_progress("engine steps, 2 thread shards", i, n); });
     e2.reset();
-    add_link("threads", probe_threads(1), s2);
+    add_link("threads", probe_threads(), s2);
   }
   const std::string tmp = a.out + ".probe";
   const std::vector<std::string> engine_args = {"-m", a.model, "--threads", std::to_string(a.threads_per_device),
@@ -374,23 +369,14 @@ int run_calibrate(const CalibrateArgs& a) {
   };
   if (!a.no_mpi) mpi_link("shm", {}, {});
   if (a.emulated_hosts) {
-    const std::string emu = source_root() + "/scripts/emulate_hosts.sh";
     std::vector<std::pair<std::string, std::string>> nets = {{"tcp", ""}};
     for (const auto& r : a.link_rates) nets.emplace_back("tcp-" + r, r);
     for (const auto& [name, rate] : nets) {
-      std::vector<std::string> up = {emu, "up", "2", "--prefix", "cal"};
-      if (!rate.empty()) up.insert(up.end(), {"--rate", rate});
-      run_logged({emu, "down", "--prefix", "cal"}, tmp + ".down.log", 60);
-      if (run_logged(up, tmp + ".up.log", 60) != 0) PL_THROW("emulate_hosts.sh up failed: see " << tmp << ".up.log");
-      try {
-        mpi_link(name, {emu, "run", "--prefix", "cal", "--"}, {"--hosts", "calh1:1,calh2:1"});
-      } catch (...) {
-        run_logged({emu, "down", "--prefix", "cal"}, tmp + ".down.log", 60);
-        throw;
+      {
+        const EmulatedHosts hosts(2, "cal", rate, tmp + ".hosts.log", "link " + name);
+        mpi_link(name, hosts.run_prefix(), {"--hosts", "calh1:1,calh2:1"});
       }
-      run_logged({emu, "down", "--prefix", "cal"}, tmp + ".down.log", 60);
-      std::remove((tmp + ".up.log").c_str());
-      std::remove((tmp + ".down.log").c_str());
+      std::remove((tmp + ".hosts.log").c_str());
     }
   }
   if (links.contains("shm")) hw.intra = links["shm"].get<plan::Link>();
